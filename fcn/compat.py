@@ -1,0 +1,57 @@
+"""The one place that bridges TensorFlow 2.21 and tf-slim 1.1.0.
+
+Everything else imports `tf`, `tf1` and `slim` from here, so each workaround for a gap
+between the two lives (and is tested, tests/test_compat.py) in this module alone:
+
+- graph mode: `tf.compat.v1.disable_eager_execution()` once at import.
+- `tfexample_decoder.Image` calls `control_flow_ops.case`/`cond`, gone from TF 2.x:
+  `DecodedImage` is a drop-in item handler built on `tf.io.decode_image`.
+- `slim.learning.create_train_op(clip_gradient_norm=...)` uses the removed
+  `ops.IndexedSlices`: callers clip with `tf.clip_by_global_norm` (fcn.optim).
+- `slim.batch_norm` needs the missing tf_keras legacy module: VGG/FCN do not use it.
+"""
+import os
+
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+import tensorflow as tf  # noqa: E402
+import tf_slim as slim  # noqa: E402
+from tf_slim.data import tfexample_decoder  # noqa: E402
+
+tf1 = tf.compat.v1
+tf1.disable_eager_execution()
+tf1.logging.set_verbosity(tf1.logging.ERROR)
+
+
+class DecodedImage(tfexample_decoder.ItemHandler):
+    """Decodes an encoded image feature (JPEG/PNG/BMP/GIF) to a uint8 [H, W, channels] tensor.
+
+    Stands in for `tfexample_decoder.Image`, whose format dispatch is broken on TF 2.x.
+    The format is sniffed from the bytes, so the `image/format` key is informational.
+    """
+
+    def __init__(self, image_key, channels=3):
+        super().__init__([image_key])
+        self._image_key = image_key
+        self._channels = channels
+
+    def tensors_to_item(self, keys_to_tensors):
+        encoded = keys_to_tensors[self._image_key]
+        image = tf.io.decode_image(encoded, channels=self._channels, dtype=tf.uint8, expand_animations=False)
+        image.set_shape([None, None, self._channels])
+        return image
+
+
+def latest_checkpoint(path):
+    """Latest checkpoint prefix in folder `path`, `path` itself if it is a prefix, else None."""
+    if path is None:
+        return None
+    if os.path.isdir(path):
+        return tf1.train.latest_checkpoint(path)
+    if tf1.train.checkpoint_exists(path):
+        return path
+    return None
+
+
+def gpu_count():
+    return len(tf.config.list_physical_devices('GPU'))

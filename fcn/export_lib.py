@@ -1,0 +1,57 @@
+"""Checkpoint -> frozen GraphDef: ImageTensor:0 (uint8 [1,H,W,3]) -> SemanticPredictions:0 ([1,H,W])."""
+import json
+import os
+
+from fcn.compat import tf, tf1
+from fcn.data import records
+from fcn.nets.fcn import build_model
+
+INPUT_NAME = 'ImageTensor'
+OUTPUT_NAME = 'SemanticPredictions'
+
+
+def build_inference_graph(cfg, num_classes):
+    """Placeholder -> model -> argmax, named as DeepLab's exported graphs are."""
+    images = tf1.placeholder(tf.uint8, [1, None, None, 3], name=INPUT_NAME)
+    logits, _ = build_model(tf.cast(images, tf.float32), cfg, num_classes, is_training=False)
+    predictions = tf.argmax(logits, axis=3, output_type=tf.int32)
+    return images, tf.identity(predictions, name=OUTPUT_NAME)
+
+
+def label_info(cfg):
+    """num_classes, class names and palette of the dataset the model was trained on."""
+    summary = records.read_summary(cfg.data.dir)
+    return {'num_classes': int(summary['num_classes']),
+            'class_names': summary.get('class_names'),
+            'palette': summary.get('palette'),
+            'ignore_label': int(summary.get('ignore_label', cfg.data.ignore_label))}
+
+
+def sidecar_path(model_path):
+    """model.pb -> model.json: class names + palette travel next to the frozen graph."""
+    return os.path.splitext(model_path)[0] + '.json'
+
+
+def export(cfg, checkpoint, out_path):
+    """Writes the frozen graph (atomically) and its label sidecar; returns the graph's size."""
+    info = label_info(cfg)
+    graph = tf.Graph()
+    with graph.as_default():
+        build_inference_graph(cfg, info['num_classes'])
+        saver = tf1.train.Saver(tf1.global_variables())
+        with tf1.Session(graph=graph) as sess:
+            saver.restore(sess, checkpoint)
+            frozen = tf1.graph_util.convert_variables_to_constants(sess, graph.as_graph_def(), [OUTPUT_NAME])
+    os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
+    data = frozen.SerializeToString()
+    _write_atomic(out_path, data, 'wb')
+    info.update({'input': INPUT_NAME + ':0', 'output': OUTPUT_NAME + ':0', 'checkpoint': checkpoint,
+                 'model': cfg.model.to_dict()})
+    _write_atomic(sidecar_path(out_path), json.dumps(info, indent=2), 'w')
+    return len(data)
+
+
+def _write_atomic(path, data, mode):
+    with open(path + '.tmp', mode) as f:
+        f.write(data)
+    os.replace(path + '.tmp', path)
