@@ -6,7 +6,7 @@ import numpy as np
 
 from fcn.compat import tf, tf1
 from fcn.export_lib import INPUT_NAME, OUTPUT_NAME, sidecar_path
-from fcn.visualize import default_palette
+from fcn.data.palette import voc_palette
 
 
 class FrozenModel:
@@ -47,4 +47,4 @@ def _read_sidecar(model_path):
     if os.path.isfile(path):
         with open(path) as f:
             return json.load(f)
-    return {'class_names': None, 'palette': default_palette(256).tolist(), 'ignore_label': 255}
+    return {'class_names': None, 'palette': voc_palette(256).tolist(), 'ignore_label': 255}

@@ -3,27 +3,14 @@ import cv2
 import numpy as np
 
 from fcn.compat import tf
+from fcn.data.palette import voc_palette
 
 IGNORE_COLOUR = (224, 224, 192)  # VOC's void colour
 
 
-def default_palette(num_colours=256):
-    """The PASCAL VOC colour map: class i's bits interleaved into R, G, B."""
-    palette = np.zeros((num_colours, 3), dtype=np.uint8)
-    for index in range(num_colours):
-        value, red, green, blue = index, 0, 0, 0
-        for shift in range(7, -1, -1):
-            red |= (value & 1) << shift
-            green |= ((value >> 1) & 1) << shift
-            blue |= ((value >> 2) & 1) << shift
-            value >>= 3
-        palette[index] = (red, green, blue)
-    return palette
-
-
 def full_palette(palette, ignore_label=255):
     """A 256-entry RGB table: the given class colours, VOC colours beyond, void colour at ignore."""
-    table = default_palette(256)
+    table = voc_palette(256)
     if palette is not None:
         given = np.asarray(palette, dtype=np.uint8).reshape(-1, 3)[:256]
         table[:len(given)] = given

@@ -1,0 +1,38 @@
+"""Shared plumbing of the top-level scripts: config flags, user-facing errors."""
+import argparse
+import os
+import sys
+
+from fcn.config import add_config_args, load_config
+
+DEBUG_ENV = 'FCN_DEBUG'
+
+
+def config_parser(description):
+    return add_config_args(argparse.ArgumentParser(description=description))
+
+
+def load(args):
+    return load_config(args.config, args.overrides)
+
+
+def run_main(main):
+    """Runs `main()`; a user mistake prints `error: ...` and exits 2 instead of a traceback.
+
+    Set FCN_DEBUG=1 to see the full traceback.
+    """
+    # Imported here: each pulls in TensorFlow, which the --help path should not pay for.
+    from fcn.checkpoints import CheckpointError
+    from fcn.hooks import NonFiniteLossError
+    user_errors = (ValueError, KeyError, FileNotFoundError, NotADirectoryError, CheckpointError, NonFiniteLossError)
+    try:
+        return main()
+    except user_errors as e:
+        if os.environ.get(DEBUG_ENV):
+            raise
+        message = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print('error: %s' % message, file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print('interrupted', file=sys.stderr)
+        sys.exit(130)

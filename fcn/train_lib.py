@@ -1,0 +1,181 @@
+"""Training: slim provider -> clones -> averaged gradients -> MonitoredTrainingSession.
+
+A run dir holds everything of one run: checkpoints, TensorBoard events, the resolved
+config. Restarting the same command resumes from the run dir's latest checkpoint;
+`init.checkpoint` (vgg_16.ckpt) is only read when the run dir has none.
+"""
+import os
+
+from fcn import checkpoints, deploy, losses, optim
+from fcn.compat import slim, tf, tf1
+from fcn.config import ConfigError, save_config
+from fcn.data import provider, records
+from fcn.data.preprocess import train_preprocess_fn
+from fcn.hooks import TrainingMonitor
+from fcn.nets.fcn import build_model
+from fcn.visualize import colorize_tensor
+
+CONFIG_NAME = 'config.yaml'
+
+
+def check_config(cfg, num_clones):
+    """Config values that would otherwise fail deep inside TensorFlow."""
+    train = cfg.train
+    for key in ('steps', 'batch_size', 'crop_size'):
+        if train[key] <= 0:
+            raise ConfigError('train.%s must be positive, got %r' % (key, train[key]))
+    if train.batch_size % num_clones:
+        raise ConfigError('train.batch_size %d must be divisible by deploy.num_clones %d'
+                          % (train.batch_size, num_clones))
+    if train.crop_size % 32:
+        raise ConfigError('train.crop_size %d must be a multiple of 32 (the FCN stride)' % train.crop_size)
+    if cfg.model.width <= 0:
+        raise ConfigError('model.width must be positive, got %r' % cfg.model.width)
+
+
+class TrainGraph:
+    """The training graph: inputs, clones, optimizer, summaries; built in `self.graph`."""
+
+    def __init__(self, cfg, deploy_config):
+        self.cfg = cfg
+        self.deploy_config = deploy_config
+        self.dataset = provider.dataset_from_config(cfg, cfg.data.train_split)
+        self.graph = tf.Graph()
+        with self.graph.as_default():
+            if cfg.train.seed is not None:
+                tf1.set_random_seed(cfg.train.seed)
+            self._build()
+
+    def _build(self):
+        cfg, config = self.cfg, self.deploy_config
+        with tf.device(config.variables_device()):
+            self.global_step = tf1.train.get_or_create_global_step()
+        with tf.device(config.inputs_device()):
+            queue = self._input_queue()
+        clones = deploy.create_clones(config, self._clone_fn, [queue])
+        first = clones[0]
+        with tf.device(config.optimizer_device()):
+            self.learning_rate = optim.learning_rate(cfg.train, self.global_step, cfg.train.steps)
+            self.optimizer = optim.make_optimizer(cfg.train, self.learning_rate)
+        self.total_loss, grads_and_vars = deploy.optimize_clones(
+            clones, self.optimizer, var_list=_trainable_variables(cfg))
+        grads_and_vars = optim.transform_gradients(cfg.train, grads_and_vars)
+        self.train_op = self._apply(grads_and_vars)
+        with tf.control_dependencies([self.train_op]):
+            self.step_after_update = tf.identity(self.global_step)
+        self._add_summaries(first)
+
+    def _input_queue(self):
+        per_clone = self.cfg.train.batch_size // self.deploy_config.num_clones
+        batch = provider.train_batch(self.cfg, self.dataset, per_clone, train_preprocess_fn(self.cfg))
+        return slim.prefetch_queue.prefetch_queue([batch['images'], batch['labels']],
+                                                  capacity=2 * self.deploy_config.num_clones)
+
+    def _clone_fn(self, queue):
+        """One clone: dequeue a batch, run the model, add its loss to the losses collection."""
+        images, labels = queue.dequeue()
+        logits, _ = build_model(images, self.cfg, self.dataset.num_classes, is_training=True)
+        loss_cfg = self.cfg.loss
+        split = records.split_info(records.read_summary(self.cfg.data.dir), self.cfg.data.train_split)
+        weights = losses.resolve_class_weights(loss_cfg, split, self.dataset.num_classes)
+        top_k = loss_cfg.top_k_percent
+        if loss_cfg.hard_mining_anneal_steps and top_k < 1.0:
+            top_k = losses.annealed_top_k(self.global_step, top_k, loss_cfg.hard_mining_anneal_steps)
+        loss = losses.segmentation_loss(logits, labels, self.dataset.num_classes, self.dataset.ignore_label,
+                                        class_weights=weights, top_k_percent=top_k)
+        tf1.losses.add_loss(loss)
+        return {'images': images, 'labels': labels, 'logits': logits, 'loss': loss}
+
+    def _apply(self, grads_and_vars):
+        with tf.device(self.deploy_config.optimizer_device()):
+            apply_op = self.optimizer.apply_gradients(grads_and_vars, global_step=self.global_step)
+            self.ema = optim.moving_average(self.cfg.train.ema_decay, self.global_step)
+            if self.ema is None:
+                return apply_op
+            with tf.control_dependencies([apply_op]):
+                return tf.group(self.ema[1])
+
+    def _add_summaries(self, first_clone):
+        outputs = first_clone.outputs
+        palette = self.dataset.palette
+        ignore = self.dataset.ignore_label
+        predictions = tf.argmax(outputs['logits'], axis=3, output_type=tf.int32)
+        tf1.summary.scalar('loss/total', self.total_loss)
+        tf1.summary.scalar('loss/segmentation', outputs['loss'])
+        tf1.summary.scalar('learning_rate', self.learning_rate)
+        tf1.summary.image('image', tf.cast(outputs['images'], tf.uint8), max_outputs=3)
+        tf1.summary.image('ground_truth', colorize_tensor(outputs['labels'], palette, ignore), max_outputs=3)
+        tf1.summary.image('prediction', colorize_tensor(predictions, palette, ignore), max_outputs=3)
+
+
+def _trainable_variables(cfg):
+    """Trainable variables, restricted to train.trainable_scopes when given."""
+    scopes = cfg.train.trainable_scopes
+    variables = tf1.trainable_variables()
+    if not scopes:
+        return variables
+    chosen = [v for v in variables if any(v.op.name.startswith(s.rstrip('/') + '/') for s in scopes)]
+    if not chosen:
+        raise ConfigError('train.trainable_scopes %r match no variable (e.g. %s)'
+                          % (scopes, variables[0].op.name if variables else 'none'))
+    return chosen
+
+
+def prepare_run_dir(cfg):
+    run_dir = cfg.train.run_dir
+    os.makedirs(run_dir, exist_ok=True)
+    save_config(cfg, os.path.join(run_dir, CONFIG_NAME))
+    return run_dir
+
+
+def _hooks(cfg, graph, scaffold, is_chief):
+    """(hooks, chief_only_hooks). MonitoredTrainingSession runs chief-only hooks first, so on
+    the chief the monitor goes there, ahead of the saver: a non-finite loss raises before
+    the diverged weights can be written."""
+    train = cfg.train
+    monitor = TrainingMonitor(graph.total_loss, graph.step_after_update, graph.learning_rate,
+                              train.steps, train.batch_size, train.log_every_steps)
+    stop = tf1.train.StopAtStepHook(last_step=train.steps)
+    if not is_chief:
+        return [monitor, stop], []
+    saver_hook = tf1.train.CheckpointSaverHook(train.run_dir, save_steps=train.save_every_steps,
+                                               scaffold=scaffold)
+    return [stop], [monitor, saver_hook]
+
+
+def _scaffold(cfg, graph):
+    with graph.graph.as_default():
+        has_own_checkpoint = tf1.train.latest_checkpoint(cfg.train.run_dir) is not None
+        init_fn = None
+        if not has_own_checkpoint:
+            init_fn = checkpoints.make_init_fn(cfg.init.checkpoint, cfg.init.exclude_scopes,
+                                               cfg.init.ignore_missing_vars)
+        saver = tf1.train.Saver(max_to_keep=cfg.train.keep_checkpoints, sharded=True)
+        return tf1.train.Scaffold(init_fn=init_fn, saver=saver), init_fn, has_own_checkpoint
+
+
+def train(cfg, cluster_info=None, log=print):
+    """Trains to `train.steps`, resuming from the run dir; returns the final global step."""
+    deploy_config = deploy.from_config(cfg, cluster_info)
+    check_config(cfg, deploy_config.num_clones)
+    run_dir = prepare_run_dir(cfg)
+    graph = TrainGraph(cfg, deploy_config)
+    scaffold, init_fn, resumed = _scaffold(cfg, graph)
+    if resumed:
+        log('resuming from %s' % tf1.train.latest_checkpoint(run_dir))
+    elif init_fn is not None:
+        log('initialising from %s' % init_fn.checkpoint)
+    hooks, chief_hooks = _hooks(cfg, graph, scaffold, is_chief=True)
+    with graph.graph.as_default():
+        session = tf1.train.MonitoredTrainingSession(
+            checkpoint_dir=run_dir, scaffold=scaffold, hooks=hooks, chief_only_hooks=chief_hooks,
+            save_checkpoint_secs=None, save_checkpoint_steps=None,
+            save_summaries_steps=cfg.train.summary_every_steps, log_step_count_steps=None,
+            config=tf1.ConfigProto(allow_soft_placement=True))
+        with session:
+            step = None
+            while not session.should_stop():
+                step = session.run(graph.step_after_update)
+    final = tf1.train.latest_checkpoint(run_dir)
+    log('done: %s' % final)
+    return step
