@@ -1,0 +1,177 @@
+"""The segmentation loss: masked per-pixel softmax cross-entropy, class weights, hard-pixel mining.
+
+Conventions (the trainer in fcn/train_lib.py relies on them):
+
+- `segmentation_loss` *returns* the scalar and does not add it to the
+  `tf.compat.v1.losses` collection: the caller decides (each clone adds its own loss
+  with `tf.compat.v1.losses.add_loss`, scaled by 1/num_clones).
+- The mean is over *valid* pixels (label != ignore_label). With class weights the loss is
+  sum(w[label] * ce) / number of valid pixels, not / sum(w[label]): a class weight of 2
+  then really doubles that class's share of the gradient, and an image made only of
+  one class is not renormalised back to weight 1.
+- Weight decay is not here: slim's regulariser in the model puts it in
+  `tf.compat.v1.GraphKeys.REGULARIZATION_LOSSES`.
+
+Class weights can be given as numbers or computed from the per-class pixel counts that
+build_tfrecords.py writes to summary.json (`class_weights_from_counts`, `resolve_class_weights`).
+"""
+import numbers
+
+import numpy as np
+
+from fcn.compat import tf, tf1
+
+WEIGHT_METHODS = ('median_frequency', 'inverse_frequency', 'none')
+# Keys of a split's entry in summary.json (records.split_info) read by resolve_class_weights.
+PIXEL_COUNTS_KEY = 'class_pixel_counts'
+PRESENT_PIXEL_COUNTS_KEY = 'class_present_pixel_counts'
+
+
+def segmentation_loss(logits, labels, num_classes, ignore_label=255, class_weights=None,
+                      top_k_percent=1.0, scope=None):
+    """Mean softmax cross-entropy over the pixels whose label is not `ignore_label`.
+
+    Args:
+      logits: float [B, H, W, num_classes], at the resolution of `labels`.
+      labels: int [B, H, W] or [B, H, W, 1].
+      num_classes: number of classes C.
+      ignore_label: label value that contributes neither loss nor to the pixel count.
+      class_weights: None or C floats; each pixel's loss is scaled by its class's weight.
+      top_k_percent: float in (0, 1] or a scalar tensor (see `annealed_top_k`): only the
+        ceil(top_k_percent * valid pixels) largest (weighted) pixel losses are kept and
+        averaged - online hard-pixel mining. 1.0 keeps every valid pixel.
+      scope: optional name scope.
+
+    Returns:
+      A float32 scalar; 0 (not NaN) when every pixel is ignored. Not added to any collection.
+    """
+    with tf1.name_scope(scope, 'segmentation_loss', [logits, labels]):
+        losses = _valid_pixel_losses(logits, labels, num_classes, ignore_label, class_weights)
+        if not _keeps_every_pixel(top_k_percent):
+            losses = _top_k_losses(losses, top_k_percent)
+        return tf.math.divide_no_nan(tf.reduce_sum(losses), tf.cast(tf.size(losses), tf.float32))
+
+
+def _valid_pixel_losses(logits, labels, num_classes, ignore_label, class_weights):
+    """1-D (optionally weighted) cross-entropy of the pixels whose label != ignore_label."""
+    logits = tf.reshape(tf.cast(logits, tf.float32), [-1, num_classes])
+    labels = tf.reshape(tf.cast(labels, tf.int32), [-1])
+    valid = tf.not_equal(labels, ignore_label)
+    logits = tf.boolean_mask(logits, valid)
+    labels = tf.boolean_mask(labels, valid)
+    losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+    if class_weights is None:
+        return losses
+    if len(class_weights) != num_classes:
+        raise ValueError('class_weights has %d entries, expected num_classes = %d'
+                         % (len(class_weights), num_classes))
+    weights = tf.constant(class_weights, dtype=tf.float32)
+    return losses * tf.gather(weights, labels)
+
+
+def _keeps_every_pixel(top_k_percent):
+    if isinstance(top_k_percent, numbers.Number):
+        if not 0.0 < top_k_percent <= 1.0:
+            raise ValueError('top_k_percent must be in (0, 1], got %r' % (top_k_percent,))
+        return top_k_percent == 1.0
+    return False
+
+
+def _top_k_losses(losses, top_k_percent):
+    num_valid = tf.cast(tf.size(losses), tf.float32)
+    k = tf.cast(tf.math.ceil(tf.cast(top_k_percent, tf.float32) * num_valid), tf.int32)
+    kept, _ = tf.nn.top_k(losses, k=tf.minimum(k, tf.size(losses)), sorted=False)
+    return kept
+
+
+def annealed_top_k(step, final_top_k_percent, anneal_steps):
+    """The fraction of pixels kept by hard-pixel mining at `step`, as in DeepLab.
+
+    Falls linearly from 1.0 at step 0 to `final_top_k_percent` at `anneal_steps` and stays
+    there: a float32 scalar tensor for `segmentation_loss(top_k_percent=...)`. With
+    `anneal_steps` <= 0 nothing anneals and the Python float `final_top_k_percent` itself
+    is returned, so that 1.0 lets the loss skip the top-k sort altogether.
+    """
+    final = float(final_top_k_percent)
+    if anneal_steps <= 0:
+        return final
+    progress = tf.minimum(tf.cast(step, tf.float32) / float(anneal_steps), 1.0)
+    return 1.0 - (1.0 - final) * progress
+
+
+def class_weights_from_counts(pixel_counts, method='median_frequency', present_pixel_counts=None):
+    """Per-class loss weights (numpy float64 [C]) from per-class pixel counts.
+
+    Methods:
+      median_frequency (Eigen & Fergus 2015): w_c = median(freq) / freq_c, where freq_c is
+        the class's pixel count over the pixels of the images that contain the class
+        (`present_pixel_counts`, if known) or else over all labelled pixels. The median is
+        taken over the classes that occur, so the median class gets weight 1.
+      inverse_frequency: w_c = total / (K * count_c) with K the number of classes that
+        occur; the pixel-averaged weight is then exactly 1, keeping the loss scale.
+      none: all ones.
+    Classes with zero pixels get weight 0 (no division warnings).
+    """
+    counts = np.asarray(pixel_counts, dtype=np.float64)
+    if method == 'none':
+        return np.ones_like(counts)
+    present = counts > 0
+    weights = np.zeros_like(counts)
+    if not present.any():
+        return weights
+    if method == 'median_frequency':
+        totals = counts.sum() if present_pixel_counts is None else np.asarray(present_pixel_counts, np.float64)
+        freq = counts[present] / np.broadcast_to(totals, counts.shape)[present]
+        weights[present] = np.median(freq) / freq
+    elif method == 'inverse_frequency':
+        weights[present] = counts.sum() / (present.sum() * counts[present])
+    else:
+        raise ValueError('unknown class weight method %r (valid: %s)' % (method, ', '.join(WEIGHT_METHODS)))
+    return weights
+
+
+def resolve_class_weights(cfg_loss, summary_split=None, num_classes=None):
+    """Turns `loss.class_weights` into None (unweighted) or a list of num_classes floats.
+
+    Args:
+      cfg_loss: the `loss:` config section; its class_weights is null, 'none', a list of
+        numbers, or a method name of `class_weights_from_counts`.
+      summary_split: the training split's entry of summary.json (records.split_info); a
+        method name needs its `class_pixel_counts` (and uses `class_present_pixel_counts`
+        when present).
+      num_classes: expected length; defaults to the length of the split's pixel counts.
+    """
+    value = cfg_loss.class_weights
+    counts = (summary_split or {}).get(PIXEL_COUNTS_KEY)
+    if num_classes is None and counts is not None:
+        num_classes = len(counts)
+    if value is None or value == 'none':
+        return None
+    if isinstance(value, str):
+        return _weights_from_summary(value, summary_split or {}, num_classes)
+    if isinstance(value, (list, tuple)):
+        return _checked_weight_list(value, num_classes)
+    raise ValueError('loss.class_weights must be null, a list of numbers or one of %s; got %r'
+                     % (', '.join(WEIGHT_METHODS), value))
+
+
+def _weights_from_summary(method, summary_split, num_classes):
+    if method not in WEIGHT_METHODS:
+        raise ValueError('loss.class_weights: unknown method %r (valid: %s, or a list of numbers)'
+                         % (method, ', '.join(WEIGHT_METHODS)))
+    counts = summary_split.get(PIXEL_COUNTS_KEY)
+    if counts is None:
+        raise ValueError('loss.class_weights = %r needs per-class pixel counts (%r) in the training '
+                         'split of summary.json; rebuild the records with build_tfrecords.py or give '
+                         'the weights as a list' % (method, PIXEL_COUNTS_KEY))
+    weights = class_weights_from_counts(counts, method, summary_split.get(PRESENT_PIXEL_COUNTS_KEY))
+    return _checked_weight_list(weights.tolist(), num_classes)
+
+
+def _checked_weight_list(values, num_classes):
+    if num_classes is not None and len(values) != num_classes:
+        raise ValueError('loss.class_weights has %d entries but there are %d classes'
+                         % (len(values), num_classes))
+    if not all(isinstance(v, numbers.Real) and not isinstance(v, bool) and v >= 0 for v in values):
+        raise ValueError('loss.class_weights must hold non-negative numbers, got %r' % (values,))
+    return [float(v) for v in values]
