@@ -1,0 +1,199 @@
+"""Learning-rate schedules, optimizers and gradient transforms for the trainer.
+
+All functions build graph-mode ops from the `train:` config section:
+
+- `learning_rate`: fixed | poly | step | exponential | cosine, each with a linear warmup.
+- `make_optimizer`: momentum | sgd | adam | rmsprop.
+- `transform_gradients` = `clip_gradients` (global norm; tf-slim 1.1.0's
+  create_train_op(clip_gradient_norm=...) is broken) then `lr_multipliers` (Caffe's
+  per-layer lr_mult, e.g. 10x for the new fc8 and 2x for biases, as in FCN's recipe).
+- `moving_average` / `ema_variables_to_restore`: an optional EMA of the weights.
+"""
+import math
+
+from fcn.compat import tf, tf1
+
+SCHEDULES = ('fixed', 'poly', 'step', 'exponential', 'cosine')
+OPTIMIZERS = ('momentum', 'sgd', 'adam', 'rmsprop')
+
+
+# --- learning rate -------------------------------------------------------------------------
+
+def learning_rate(train_cfg, global_step, total_steps=None):
+    """The learning rate at `global_step` as a float32 scalar tensor.
+
+    Schedules (base = train.learning_rate, end = train.end_learning_rate, T = total_steps,
+    default train.steps; steps past T keep the value at T):
+      fixed:       base
+      poly:        (base - end) * (1 - step / T) ** lr_power + end
+      step:        base * decay_rate ** floor(step / decay_steps)
+      exponential: base * decay_rate ** (step / decay_steps)
+      cosine:      end + (base - end) * (1 + cos(pi * step / T)) / 2
+    Warmup (train.warmup_steps > 0) multiplies the schedule by a factor that rises linearly
+    from warmup_start_factor at step 0 to 1 at warmup_steps, so the rate climbs from
+    warmup_start_factor * base to the schedule's own value there and follows it afterwards.
+    """
+    name = train_cfg.lr_schedule
+    if name not in SCHEDULES:
+        raise ValueError('train.lr_schedule: unknown schedule %r (valid: %s)' % (name, ', '.join(SCHEDULES)))
+    step = tf.cast(global_step, tf.float32)
+    total = float(train_cfg.steps if total_steps is None else total_steps)
+    rate = _SCHEDULE_FNS[name](train_cfg, step, total)
+    return tf.multiply(rate, _warmup_factor(train_cfg, step), name='learning_rate')
+
+
+def _fixed(cfg, step, total):
+    return tf.constant(float(cfg.learning_rate), tf.float32)
+
+
+def _poly(cfg, step, total):
+    remaining = 1.0 - _progress(step, total)
+    return (cfg.learning_rate - cfg.end_learning_rate) * tf.pow(remaining, cfg.lr_power) + cfg.end_learning_rate
+
+
+def _step(cfg, step, total):
+    return cfg.learning_rate * tf.pow(float(cfg.decay_rate), tf.floor(step / float(cfg.decay_steps)))
+
+
+def _exponential(cfg, step, total):
+    return cfg.learning_rate * tf.pow(float(cfg.decay_rate), step / float(cfg.decay_steps))
+
+
+def _cosine(cfg, step, total):
+    cosine = 0.5 * (1.0 + tf.cos(math.pi * _progress(step, total)))
+    return cfg.end_learning_rate + (cfg.learning_rate - cfg.end_learning_rate) * cosine
+
+
+_SCHEDULE_FNS = {'fixed': _fixed, 'poly': _poly, 'step': _step, 'exponential': _exponential, 'cosine': _cosine}
+
+
+def _progress(step, total):
+    """step / total clipped to [0, 1]."""
+    return tf.clip_by_value(step / max(total, 1.0), 0.0, 1.0)
+
+
+def _warmup_factor(cfg, step):
+    if cfg.warmup_steps <= 0:
+        return tf.constant(1.0, tf.float32)
+    start = float(cfg.warmup_start_factor)
+    ramp = tf.minimum(step / float(cfg.warmup_steps), 1.0)
+    return start + (1.0 - start) * ramp
+
+
+# --- optimizer -----------------------------------------------------------------------------
+
+def make_optimizer(train_cfg, learning_rate):
+    """A tf.compat.v1 optimizer named by train.optimizer.
+
+    momentum uses train.momentum; adam and rmsprop use TensorFlow's defaults.
+    """
+    name = train_cfg.optimizer
+    if name == 'momentum':
+        return tf1.train.MomentumOptimizer(learning_rate, momentum=train_cfg.momentum)
+    if name == 'sgd':
+        return tf1.train.GradientDescentOptimizer(learning_rate)
+    if name == 'adam':
+        return tf1.train.AdamOptimizer(learning_rate)
+    if name == 'rmsprop':
+        return tf1.train.RMSPropOptimizer(learning_rate)
+    raise ValueError('train.optimizer: unknown optimizer %r (valid: %s)' % (name, ', '.join(OPTIMIZERS)))
+
+
+# --- gradients -----------------------------------------------------------------------------
+
+def transform_gradients(train_cfg, grads_and_vars):
+    """Clips by train.clip_gradient_norm, then applies train.lr_multipliers and
+    train.bias_lr_multiplier; the order of Caffe, which clips before scaling by lr_mult."""
+    grads_and_vars = clip_gradients(grads_and_vars, train_cfg.clip_gradient_norm)
+    return lr_multipliers(grads_and_vars, train_cfg.lr_multipliers, train_cfg.bias_lr_multiplier)
+
+
+def clip_gradients(grads_and_vars, max_norm):
+    """Rescales all gradients together so that their global norm is at most `max_norm`.
+
+    Gradients already within the norm are unchanged; None gradients pass through;
+    IndexedSlices are supported. `max_norm` 0 or None returns the list unchanged.
+    """
+    grads_and_vars = list(grads_and_vars)
+    if not max_norm:
+        return grads_and_vars
+    present = [i for i, (g, _) in enumerate(grads_and_vars) if g is not None]
+    if not present:
+        return grads_and_vars
+    clipped, _ = tf.clip_by_global_norm([grads_and_vars[i][0] for i in present], float(max_norm))
+    result = list(grads_and_vars)
+    for i, grad in zip(present, clipped):
+        result[i] = (grad, grads_and_vars[i][1])
+    return result
+
+
+def lr_multipliers(grads_and_vars, scope_multipliers, bias_multiplier=1.0):
+    """Scales the gradients of chosen variables: a per-layer learning-rate multiplier.
+
+    Args:
+      grads_and_vars: (gradient, variable) pairs as from `Optimizer.compute_gradients`.
+      scope_multipliers: {scope: factor} or the config's list of [scope, factor] pairs,
+        e.g. {'vgg_16/fc8': 10.0}. A variable is in a scope when its name equals it or
+        starts with scope + '/'; the longest matching scope wins.
+      bias_multiplier: extra factor for variables whose name ends in 'biases' (Caffe's
+        FCN recipe uses 2.0); it multiplies the scope factor.
+    Gradients whose factor is 1, and None gradients, are returned unchanged.
+    """
+    scopes = _scope_factors(scope_multipliers)
+    result = []
+    for grad, var in grads_and_vars:
+        factor = _factor_for(var.op.name, scopes, bias_multiplier)
+        result.append((grad if grad is None or factor == 1.0 else _scale(grad, factor), var))
+    return result
+
+
+def _scope_factors(scope_multipliers):
+    pairs = scope_multipliers.items() if isinstance(scope_multipliers, dict) else (scope_multipliers or [])
+    factors = {}
+    for pair in pairs:
+        if len(pair) != 2 or not isinstance(pair[0], str) or not isinstance(pair[1], (int, float)):
+            raise ValueError('train.lr_multipliers must be a list of [scope, factor] pairs, got %r' % (pair,))
+        factors[pair[0].rstrip('/')] = float(pair[1])
+    return factors
+
+
+def _factor_for(name, scopes, bias_multiplier):
+    matches = [scope for scope in scopes if name == scope or name.startswith(scope + '/')]
+    factor = scopes[max(matches, key=len)] if matches else 1.0
+    if name.endswith('biases'):
+        factor *= float(bias_multiplier)
+    return factor
+
+
+def _scale(grad, factor):
+    if isinstance(grad, tf.IndexedSlices):
+        return tf.IndexedSlices(grad.values * factor, grad.indices, grad.dense_shape)
+    return grad * factor
+
+
+# --- moving average ------------------------------------------------------------------------
+
+def moving_average(decay, global_step, var_list=None):
+    """An ExponentialMovingAverage of `var_list` (default: all trainable variables).
+
+    Returns (ema, update_op), or None when `decay` is null or 0. The global step is the
+    EMA's num_updates, so the effective decay is min(decay, (1 + step) / (10 + step)):
+    early shadows follow the weights quickly. Run `update_op` after each optimizer step.
+    """
+    if not decay:
+        return None
+    ema = tf1.train.ExponentialMovingAverage(float(decay), num_updates=global_step)
+    variables = tf1.trainable_variables() if var_list is None else var_list
+    return ema, ema.apply(variables)
+
+
+def ema_variables_to_restore(ema):
+    """{checkpoint name: variable} for a Saver that loads the EMA shadows into the model.
+
+    `ema` is the ExponentialMovingAverage from `moving_average` or, in eval/export graphs
+    that never apply one, the configured decay (shadow names do not depend on its value).
+    Variables without a shadow (e.g. the global step) restore under their own names.
+    """
+    if not isinstance(ema, tf1.train.ExponentialMovingAverage):
+        ema = tf1.train.ExponentialMovingAverage(float(ema))
+    return ema.variables_to_restore()
