@@ -185,14 +185,14 @@ def load_config(path, overrides=(), schema_path=BASE_CONFIG):
     schema = _load_chain(schema_path)
     tree = _merge(schema, _load_chain(path))
     _validate(tree, schema, path)
-    for text in overrides:
-        key, value = parse_override(text)
-        _validate_key(key, schema, '--set')
-        _set_dotted(tree, key, value)
     flat_schema = _flatten(schema)
     for key, value in _flatten(tree).items():
         if key in flat_schema:
             _set_dotted(tree, key, _coerce(key, value, flat_schema[key], path))
+    for text in overrides:
+        key, value = parse_override(text)
+        _validate_key(key, schema, '--set')
+        _set_dotted(tree, key, _coerce(key, value, flat_schema[key], '--set'))
     return _to_config(tree)
 
 
