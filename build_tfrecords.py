@@ -1,0 +1,68 @@
+"""Builds sharded TFRecords + summary.json for training (see fcn/data/build.py).
+
+  python build_tfrecords.py --dataset synthetic --out data/demo
+  python build_tfrecords.py --dataset voc --data_dir VOC2012 [--sbd_dir SBD/dataset] --out data/voc
+  python build_tfrecords.py --dataset coco --data_dir coco --labels voc20 --out data/coco-voc
+  python build_tfrecords.py --dataset folder --images my/images --masks my/masks \
+      --class_names my/classes.txt --out data/mine [--val_fraction 0.1 --seed 0]
+"""
+import argparse
+import os
+import sys
+
+
+def make_parser():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--dataset', required=True, choices=['voc', 'synthetic', 'coco', 'folder'])
+    p.add_argument('--out', required=True, help='output folder for shards and summary.json')
+    p.add_argument('--splits', help='comma-separated splits to build (voc: default train,val[,train_aug]; '
+                                    'coco: default train,val)')
+    g = p.add_argument_group('voc / sbd / coco')
+    g.add_argument('--data_dir', help='VOC2012 folder (voc) or COCO root with annotations/ (coco)')
+    g.add_argument('--sbd_dir', help='SBD "dataset" folder (cls/*.mat, train.txt, val.txt): adds train_aug')
+    g.add_argument('--labels', default='voc20', choices=['voc20', 'coco'],
+                   help='coco label map: voc20 (VOC classes, other categories background) or coco (80 + background)')
+    g.add_argument('--min_labeled_fraction', type=float, default=0.0,
+                   help='coco: leave out training images whose non-background labelled area is below this fraction')
+    g = p.add_argument_group('folder')
+    g.add_argument('--images', help='folder of images')
+    g.add_argument('--masks', help='folder of masks, matched to images by file stem')
+    g.add_argument('--class_names', help='text file, one class name a line (line i = class id i)')
+    g.add_argument('--colors', help='YAML colour table for RGB masks: {classes: {name: [r, g, b], ...}, '
+                                    'ignore: [[r, g, b], ...]}')
+    g.add_argument('--train_list', help='list file of training image stems (relative to --images)')
+    g.add_argument('--val_list', help='list file of validation image stems (relative to --images)')
+    g.add_argument('--val_fraction', type=float, default=0.1,
+                   help='without list files: seeded random fraction of the images used as val')
+    g = p.add_argument_group('synthetic')
+    g.add_argument('--num_train', type=int, default=200)
+    g.add_argument('--num_val', type=int, default=40)
+    g.add_argument('--size', type=int, default=128, help='image side, pixels')
+    g = p.add_argument_group('building')
+    g.add_argument('--seed', type=int, default=0, help='shuffling of examples, val split, synthetic data')
+    g.add_argument('--num_shards', type=int, help='shards per split (default: max(4, images/1024))')
+    g.add_argument('--num_workers', type=int, default=os.cpu_count() or 1, help='encoding processes')
+    g.add_argument('--overwrite', action='store_true', help='rebuild shards that are already complete')
+    g.add_argument('--skip_bad', action='store_true',
+                   help='skip bad images / labels (listed in summary.json) instead of stopping')
+    g.add_argument('--no_progress', action='store_true', help='no progress bar')
+    return p
+
+
+def main(argv=None):
+    args = make_parser().parse_args(argv)
+    from fcn.data import build
+    try:
+        summary = build.build_from_args(args)
+    except build.DatasetError as e:
+        print('error: %s' % e, file=sys.stderr)
+        return 2
+    for split, info in sorted(summary['splits'].items()):
+        print('%s: %d images in %d shards, %d skipped' % (split, info['num_images'], info['num_shards'],
+                                                           len(info['skipped'])))
+    print('wrote %s' % os.path.join(args.out, 'summary.json'))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

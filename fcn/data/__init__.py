@@ -1,0 +1,1 @@
+"""Dataset readers (VOC, SBD, COCO, image folders, synthetic) and the TFRecord builder."""

@@ -1,0 +1,488 @@
+"""Builds sharded TFRecords + summary.json from a dataset description (see fcn.data.records).
+
+A dataset module (voc, sbd, coco, folder, synthetic) turns command-line arguments into a
+`DatasetSpec`: class names, palette and, per split, a list of `Item`s. An item knows its
+image file and how to load its label; everything else happens here, the same for every
+dataset: image decoding and checks, label range checks, parallel encoding in worker
+processes, shard writing (temporary name, renamed when complete), resuming, and the summary.
+
+Resuming: next to each complete shard, `.build/<shard>.json` holds its statistics and a
+fingerprint of the items it was built from. A rerun keeps a shard whose file and stats exist
+with the same fingerprint (unless overwrite), so an interrupted build only redoes the shards
+it had not finished. Shards are written as `<shard>.tmp` and renamed only after their stats
+are saved: a file with a final shard name is always complete. If source files change in
+place (same names), rebuild with --overwrite.
+"""
+import functools
+import hashlib
+import importlib
+import json
+import math
+import multiprocessing
+import os
+import random
+import shutil
+
+import cv2
+import numpy as np
+
+from fcn.data import records
+
+IGNORE_LABEL = 255
+STATE_DIR = '.build'
+TMP_SUFFIX = '.tmp'
+IMAGES_PER_AUTO_SHARD = 1024
+DATASET_MODULES = {
+    'voc': 'fcn.data.voc',
+    'synthetic': 'fcn.data.synthetic',
+    'coco': 'fcn.data.coco',
+    'folder': 'fcn.data.folder',
+}
+
+
+class DatasetError(ValueError):
+    """Bad input data or arguments. The message names the file (when there is one) and the problem."""
+
+    def __init__(self, reason, file=None):
+        self.reason = reason
+        self.file = None if file is None else str(file)
+        super().__init__('%s: %s' % (self.file, reason) if file is not None else reason)
+
+    def __reduce__(self):  # so that it survives the trip back from a worker process
+        return (DatasetError, (self.reason, self.file))
+
+
+class Item:
+    """One example: an image file plus a label source. Subclasses implement load_label.
+
+    Items are pickled to worker processes, so they hold plain data (paths, numbers, dicts).
+    """
+
+    def __init__(self, name, image_path):
+        self.name = name
+        self.image_path = image_path
+
+    @property
+    def label_file(self):
+        """The file named in label errors."""
+        raise NotImplementedError
+
+    def key(self):
+        """A string that identifies this item's inputs, for shard fingerprints."""
+        return '%s|%s|%s' % (self.name, self.image_path, self.label_file)
+
+    def check(self):
+        """Raises DatasetError for problems known before reading any file (default: none)."""
+
+    def load_label(self, height, width):
+        """The uint8 HxW class-id label (255 = ignore); raises DatasetError naming the file."""
+        raise NotImplementedError
+
+    def reject_reason(self, counts, num_classes):
+        """A reason to leave out a valid example (e.g. too little labelled area), or None."""
+        return None
+
+
+class BadItem(Item):
+    """An entry found bad while listing (e.g. a list entry outside the data folder).
+
+    It fails when processed, like any other bad item, so --skip_bad treats it the same way.
+    """
+
+    def __init__(self, name, file, reason):
+        super().__init__(name, file)
+        self.reason = reason
+
+    @property
+    def label_file(self):
+        return self.image_path
+
+    def check(self):
+        raise DatasetError(self.reason, self.image_path)
+
+    def load_label(self, height, width):
+        self.check()
+
+
+class DatasetSpec:
+    """What to build: dataset name, classes, palette, and {split: [Item, ...]}.
+
+    `options` holds the settings that change label content (label map, thresholds,
+    generator parameters): they are part of every shard's fingerprint.
+    """
+
+    def __init__(self, name, class_names, palette, splits, options=None):
+        self.name = name
+        self.class_names = list(class_names)
+        self.palette = [[int(c) for c in rgb] for rgb in palette][:len(self.class_names)]
+        self.splits = splits
+        self.options = dict(options or {})
+        if len(self.palette) != len(self.class_names):
+            raise DatasetError('palette has %d colours for %d classes' % (len(self.palette), len(self.class_names)))
+        if not 1 <= len(self.class_names) <= IGNORE_LABEL:
+            raise DatasetError('need 1 to 255 classes, got %d' % len(self.class_names))
+
+    @property
+    def num_classes(self):
+        return len(self.class_names)
+
+
+# ----------------------------------------------------------------------------- input helpers
+
+def read_list(path):
+    """The non-empty, non-comment lines of a list file (first whitespace-separated field)."""
+    if not os.path.isfile(path):
+        raise DatasetError('list file not found', path)
+    entries = []
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if line and not line.startswith('#'):
+                entries.append(line.split()[0])
+    return entries
+
+
+def safe_join(root, entry):
+    """root/entry, or DatasetError if the entry is absolute or escapes root (e.g. '../x')."""
+    if os.path.isabs(entry):
+        raise DatasetError('list entry %r is an absolute path; entries must be relative to %s' % (entry, root), entry)
+    root_real = os.path.realpath(root)
+    path = os.path.realpath(os.path.join(root_real, entry))
+    if os.path.commonpath([root_real, path]) != root_real:
+        raise DatasetError('list entry %r escapes the data folder %s' % (entry, root), entry)
+    return os.path.join(root, entry)
+
+
+def load_image(path):
+    """Reads and validates an image: (bytes, format, height, width).
+
+    The original bytes are kept for 3-channel 8-bit JPEGs and PNGs (no re-encoding loss, and
+    fast); anything else (grayscale, alpha, 16-bit, BMP, TIFF...) is stored as an RGB PNG.
+    Decoding happens only to validate: a truncated or corrupt file is an error here, not later
+    in training.
+    """
+    try:
+        with open(path, 'rb') as f:
+            data = f.read()
+    except FileNotFoundError:
+        raise DatasetError('image not found', path) from None
+    except OSError as e:
+        raise DatasetError('cannot read image (%s)' % e.strerror, path) from None
+    array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) if data else None
+    if array is None:
+        raise DatasetError('unreadable or truncated image', path)
+    fmt = _sniff_format(data)
+    if fmt is None or array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8:
+        data, fmt = _encode_png(_to_bgr8(array)), 'png'
+    return data, fmt, array.shape[0], array.shape[1]
+
+
+def _sniff_format(data):
+    if data[:3] == b'\xff\xd8\xff':
+        return 'jpeg'
+    if data[:8] == b'\x89PNG\r\n\x1a\n':
+        return 'png'
+    return None
+
+
+def _to_bgr8(array):
+    if array.dtype == np.uint16:
+        array = (array >> 8).astype(np.uint8)
+    elif array.dtype != np.uint8:
+        array = np.clip(array, 0, 255).astype(np.uint8)
+    if array.ndim == 2:
+        return cv2.cvtColor(array, cv2.COLOR_GRAY2BGR)
+    if array.shape[2] == 4:
+        return cv2.cvtColor(array, cv2.COLOR_BGRA2BGR)
+    if array.shape[2] == 1:
+        return cv2.cvtColor(array[:, :, 0], cv2.COLOR_GRAY2BGR)
+    return array[:, :, :3]
+
+
+def _encode_png(array):
+    ok, buf = cv2.imencode('.png', array)
+    if not ok:
+        raise DatasetError('could not PNG-encode an array of shape %s' % (array.shape,))
+    return buf.tobytes()
+
+
+# ----------------------------------------------------------------------------- per-item work
+
+def encode_item(item, num_classes):
+    """Loads and checks one item. Returns ('ok', fields, counts) or ('bad', file, reason, dropped).
+
+    fields = (name, image_bytes, format, height, width, label_png); counts = per-value pixel
+    counts (256). Runs in worker processes, so it returns data instead of raising.
+    """
+    try:
+        item.check()
+        image, fmt, height, width = load_image(item.image_path)
+        label = item.load_label(height, width)
+        if label.shape != (height, width):
+            raise DatasetError('label is %dx%d but image %s is %dx%d' % (
+                label.shape[0], label.shape[1], item.image_path, height, width), item.label_file)
+        counts = np.bincount(label.ravel(), minlength=256)
+        out_of_range = np.nonzero(counts[num_classes:IGNORE_LABEL])[0] + num_classes
+        if out_of_range.size:
+            raise DatasetError('label values %s out of range: must be < %d (number of classes) or %d' % (
+                out_of_range.tolist(), num_classes, IGNORE_LABEL), item.label_file)
+        rejected = item.reject_reason(counts, num_classes)
+        if rejected:
+            return ('bad', item.image_path, rejected, True)
+    except DatasetError as e:
+        return ('bad', e.file or item.image_path, e.reason, False)
+    fields = (item.name, image, fmt, height, width, records.encode_label_png(label))
+    return ('ok', fields, counts)
+
+
+def _encode_all(items, num_classes, num_workers):
+    """encode_item over items, in order, in a pool of worker processes (in-process if 1)."""
+    work = functools.partial(encode_item, num_classes=num_classes)
+    if num_workers <= 1 or len(items) <= 1:
+        for item in items:
+            yield work(item)
+        return
+    # spawn, not fork: the parent may already run TensorFlow / OpenCV threads.
+    context = multiprocessing.get_context('spawn')
+    chunksize = max(1, min(16, len(items) // (num_workers * 8)))
+    with context.Pool(num_workers) as pool:
+        yield from pool.imap(work, items, chunksize=chunksize)
+
+
+# ----------------------------------------------------------------------------- shards
+
+def auto_num_shards(num_items):
+    return max(min(4, num_items), math.ceil(num_items / IMAGES_PER_AUTO_SHARD))
+
+
+def partition(items, num_shards):
+    """Contiguous, near-equal chunks of items."""
+    n = len(items)
+    return [items[i * n // num_shards:(i + 1) * n // num_shards] for i in range(num_shards)]
+
+
+def fingerprint(spec, items):
+    digest = hashlib.sha1(json.dumps([spec.name, spec.class_names, spec.options], sort_keys=True).encode())
+    for item in items:
+        digest.update(item.key().encode('utf-8', 'surrogateescape'))
+        digest.update(b'\n')
+    return digest.hexdigest()
+
+
+def _state_path(out_dir, shard):
+    return os.path.join(out_dir, STATE_DIR, shard + '.json')
+
+
+def _load_complete_stats(out_dir, shard, expected_fingerprint):
+    """The saved stats of a complete shard built from the same items, else None."""
+    path = _state_path(out_dir, shard)
+    if not os.path.isfile(os.path.join(out_dir, shard)) or not os.path.isfile(path):
+        return None
+    try:
+        with open(path) as f:
+            stats = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return stats if stats.get('fingerprint') == expected_fingerprint else None
+
+
+def _write_json_atomic(path, data):
+    tmp = path + TMP_SUFFIX
+    with open(tmp, 'w') as f:
+        json.dump(data, f)
+    os.replace(tmp, path)
+
+
+class _ShardStats:
+    """Statistics of the examples of one shard (or split): counts, size ranges, skipped files."""
+
+    def __init__(self, num_classes):
+        self.num_classes = num_classes
+        self.num_images = 0
+        self.counts = np.zeros(256, np.int64)
+        self.heights = []
+        self.widths = []
+        self.skipped = []
+
+    def add(self, height, width, counts):
+        self.num_images += 1
+        self.counts += counts
+        self.heights.append(height)
+        self.widths.append(width)
+
+    def to_dict(self):
+        return {
+            'num_images': self.num_images,
+            'class_pixel_counts': self.counts[:self.num_classes].tolist(),
+            'ignored_pixels': int(self.counts[IGNORE_LABEL]),
+            'height_range': [min(self.heights), max(self.heights)] if self.heights else None,
+            'width_range': [min(self.widths), max(self.widths)] if self.widths else None,
+            'skipped': self.skipped,
+        }
+
+
+class _ShardWriter:
+    """Writes `<path>.tmp`; commit() saves the stats, then renames the shard into place."""
+
+    def __init__(self, out_dir, shard):
+        import tensorflow as tf
+        self.out_dir = out_dir
+        self.shard = shard
+        self.path = os.path.join(out_dir, shard)
+        self.writer = tf.io.TFRecordWriter(self.path + TMP_SUFFIX)
+
+    def write(self, fields):
+        name, image, fmt, height, width, label_png = fields
+        example = records.make_example(image, label_png, name, height, width, image_format=fmt)
+        self.writer.write(example.SerializeToString())
+
+    def commit(self, stats):
+        self.writer.close()
+        _write_json_atomic(_state_path(self.out_dir, self.shard), stats)
+        os.replace(self.path + TMP_SUFFIX, self.path)
+
+    def abort(self):
+        self.writer.close()
+        if os.path.exists(self.path + TMP_SUFFIX):
+            os.remove(self.path + TMP_SUFFIX)
+
+
+def _progress(total, desc, enabled):
+    from tqdm import tqdm
+    return tqdm(total=total, desc=desc, unit='img', disable=None if enabled else True, dynamic_ncols=True)
+
+
+def _build_pending(spec, out_dir, split, pending, options):
+    """Encodes and writes the pending shards [(shard, fingerprint, items)]; returns their stats."""
+    all_items = [item for _, _, items in pending for item in items]
+    results = _encode_all(all_items, spec.num_classes, options['num_workers'])
+    built = {}
+    try:
+        with _progress(len(all_items), split, options['progress']) as bar:
+            for shard, expected, items in pending:
+                writer, stats = _ShardWriter(out_dir, shard), _ShardStats(spec.num_classes)
+                try:
+                    for _ in items:
+                        _add_result(writer, stats, next(results), options['skip_bad'])
+                        bar.update(1)
+                except BaseException:
+                    writer.abort()
+                    raise
+                built[shard] = dict(stats.to_dict(), fingerprint=expected)
+                writer.commit(built[shard])
+    finally:
+        results.close()  # stops the worker pool, also on error or Ctrl-C
+    return built
+
+
+def _add_result(writer, stats, result, skip_bad):
+    if result[0] == 'ok':
+        _, fields, counts = result
+        writer.write(fields)
+        stats.add(fields[3], fields[4], counts)
+        return
+    _, file, reason, dropped = result
+    if not (skip_bad or dropped):
+        raise DatasetError(reason, file)
+    stats.skipped.append({'file': file, 'reason': reason})
+
+
+def _merge_stats(stats_list, num_classes):
+    merged = _ShardStats(num_classes)
+    heights, widths = [], []
+    for stats in stats_list:
+        merged.num_images += stats['num_images']
+        merged.counts[:num_classes] += np.asarray(stats['class_pixel_counts'], np.int64)
+        merged.counts[IGNORE_LABEL] += stats['ignored_pixels']
+        merged.skipped.extend(stats['skipped'])
+        if stats['num_images']:
+            heights.extend(stats['height_range'])
+            widths.extend(stats['width_range'])
+    merged.heights, merged.widths = heights, widths
+    return merged.to_dict()
+
+
+def _remove_stale(out_dir, split, keep):
+    """Deletes shards (and their state) of `split` not in `keep`: leftovers of another shard count."""
+    for name in os.listdir(out_dir):
+        base = name[:-len(TMP_SUFFIX)] if name.endswith(TMP_SUFFIX) else name
+        match = records.SHARD_PATTERN.match(base)
+        if match and match.group('split') == split and name not in keep:
+            os.remove(os.path.join(out_dir, name))
+            state = _state_path(out_dir, base)
+            if base not in keep and os.path.exists(state):
+                os.remove(state)
+
+
+def build_split(spec, out_dir, split, items, options):
+    """Writes the shards of one split; returns its summary entry."""
+    if not items:
+        raise DatasetError('split %r is empty: no images listed' % split)
+    num_shards = min(options['num_shards'] or auto_num_shards(len(items)), len(items))
+    shards = [records.shard_name(split, i, num_shards) for i in range(num_shards)]
+    done, pending = {}, []
+    for shard, shard_items in zip(shards, partition(items, num_shards)):
+        expected = fingerprint(spec, shard_items)
+        stats = None if options['overwrite'] else _load_complete_stats(out_dir, shard, expected)
+        if stats is None:
+            pending.append((shard, expected, shard_items))
+        else:
+            done[shard] = stats
+    done.update(_build_pending(spec, out_dir, split, pending, options))
+    _remove_stale(out_dir, split, keep=set(shards))
+    entry = _merge_stats([done[shard] for shard in shards], spec.num_classes)
+    entry['num_shards'] = num_shards
+    if entry['num_images'] == 0:
+        raise DatasetError('split %r is empty: all %d images were skipped (see %s)' % (
+            split, len(items), ', '.join(s['file'] for s in entry['skipped'][:3])))
+    return entry
+
+
+DEFAULT_OPTIONS = {'num_shards': None, 'num_workers': 1, 'overwrite': False, 'skip_bad': False,
+                   'progress': False, 'seed': 0}
+
+
+def build(spec, out_dir, **options):
+    """Builds every split of `spec` into out_dir and writes summary.json; returns the summary.
+
+    options: num_shards (None = automatic), num_workers, overwrite, skip_bad, progress, seed
+    (the order of examples is shuffled with it, so that shards mix the whole split).
+    """
+    unknown = set(options) - set(DEFAULT_OPTIONS)
+    if unknown:
+        raise TypeError('unknown build options: %s' % ', '.join(sorted(unknown)))
+    options = dict(DEFAULT_OPTIONS, **options)
+    os.makedirs(os.path.join(out_dir, STATE_DIR), exist_ok=True)
+    summary = _previous_summary(out_dir, spec)
+    for split, items in spec.splits.items():
+        items = list(items)
+        if summary['splits'].pop(split, None) is not None:
+            records.write_summary(out_dir, summary)  # readers must not mix old and new shards
+        random.Random('%s:%s' % (options['seed'], split)).shuffle(items)
+        summary['splits'][split] = build_split(spec, out_dir, split, items, options)
+        records.write_summary(out_dir, summary)
+    return summary
+
+
+def _previous_summary(out_dir, spec):
+    """The summary to update: the existing one keeps its other splits if the classes match."""
+    summary = {'dataset': spec.name, 'num_classes': spec.num_classes, 'class_names': spec.class_names,
+               'palette': spec.palette, 'ignore_label': IGNORE_LABEL, 'splits': {}}
+    if os.path.isfile(records.summary_path(out_dir)):
+        try:
+            previous = records.read_summary(out_dir)
+        except ValueError:
+            return summary
+        same = all(previous.get(k) == summary[k] for k in ('dataset', 'class_names', 'palette'))
+        if same:
+            summary['splits'] = dict(previous.get('splits', {}))
+    return summary
+
+
+def build_from_args(args):
+    """Dispatches parsed build_tfrecords.py arguments to the dataset module, then builds."""
+    module = importlib.import_module(DATASET_MODULES[args.dataset])
+    spec = module.spec_from_args(args)
+    return build(spec, args.out, num_shards=args.num_shards, num_workers=args.num_workers,
+                 overwrite=args.overwrite, skip_bad=args.skip_bad, progress=not args.no_progress,
+                 seed=args.seed)

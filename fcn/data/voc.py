@@ -1,0 +1,107 @@
+"""PASCAL VOC 2012 segmentation: JPEGImages/, SegmentationClass/ (palette PNGs), ImageSets/Segmentation/.
+
+The palette index of a SegmentationClass PNG is the class id; 255 marks the void border.
+With an SBD folder, the `train_aug` split is added (see fcn.data.sbd).
+"""
+import os
+
+from fcn.data.build import BadItem, DatasetError, DatasetSpec, Item, read_list, safe_join
+from fcn.data.palette import VOC_CLASSES, index_array, open_image, voc_palette
+
+DEFAULT_SPLITS = ('train', 'val')
+IMAGE_DIR = 'JPEGImages'
+LABEL_DIR = 'SegmentationClass'
+LIST_DIR = os.path.join('ImageSets', 'Segmentation')
+
+
+def read_index_label(path):
+    """A palette or grayscale PNG's indices as a uint8 label; DatasetError naming the file."""
+    if not os.path.isfile(path):
+        raise DatasetError('label not found', path)
+    try:
+        image = open_image(path)
+    except OSError as e:
+        raise DatasetError('unreadable or truncated label image (%s)' % e, path) from None
+    if image.mode not in ('P', 'L'):
+        raise DatasetError('label must be a palette or grayscale PNG of class ids, got image mode %s' % image.mode, path)
+    return index_array(image)
+
+
+class IndexPngItem(Item):
+    """An image whose label is a palette / grayscale PNG of class ids."""
+
+    def __init__(self, name, image_path, label_path):
+        super().__init__(name, image_path)
+        self.label_path = label_path
+
+    @property
+    def label_file(self):
+        return self.label_path
+
+    def load_label(self, height, width):
+        return read_index_label(self.label_path)
+
+
+def image_path(voc_dir, stem):
+    return os.path.join(voc_dir, IMAGE_DIR, stem + '.jpg')
+
+
+def list_path(voc_dir, split):
+    return os.path.join(voc_dir, LIST_DIR, split + '.txt')
+
+
+def read_split(voc_dir, split):
+    """The stems listed in ImageSets/Segmentation/<split>.txt."""
+    path = list_path(voc_dir, split)
+    stems = read_list(path)
+    if not stems:
+        raise DatasetError('split %r is empty' % split, path)
+    return stems
+
+
+def make_item(voc_dir, stem, source):
+    """The VOC item for `stem`; a BadItem when the entry escapes the VOC folder."""
+    try:
+        image = safe_join(os.path.join(voc_dir, IMAGE_DIR), stem + '.jpg')
+        label = safe_join(os.path.join(voc_dir, LABEL_DIR), stem + '.png')
+    except DatasetError as e:
+        return BadItem(stem, source, e.reason)
+    return IndexPngItem(stem, image, label)
+
+
+def split_items(voc_dir, split):
+    return [make_item(voc_dir, stem, list_path(voc_dir, split)) for stem in read_split(voc_dir, split)]
+
+
+def check_voc_dir(voc_dir):
+    for sub in (IMAGE_DIR, LABEL_DIR, LIST_DIR):
+        if not os.path.isdir(os.path.join(voc_dir, sub)):
+            raise DatasetError('not a VOC folder: %s/ is missing' % sub, voc_dir)
+
+
+def voc_spec(voc_dir, splits, class_names=VOC_CLASSES, palette=None, name='voc', sbd_dir=None, options=None):
+    """The DatasetSpec of a VOC-layout folder; 'train_aug' needs sbd_dir."""
+    check_voc_dir(voc_dir)
+    items = {}
+    for split in splits:
+        if split == 'train_aug':
+            if not sbd_dir:
+                raise DatasetError('split train_aug needs --sbd_dir (the SBD "dataset" folder)')
+            from fcn.data import sbd
+            items[split] = sbd.train_aug_items(voc_dir, sbd_dir)
+        else:
+            items[split] = split_items(voc_dir, split)
+    if palette is None:
+        palette = voc_palette(len(class_names))
+    return DatasetSpec(name, class_names, palette, items, options)
+
+
+def parse_splits(text, default):
+    return [s for s in text.split(',') if s] if text else list(default)
+
+
+def spec_from_args(args):
+    if not args.data_dir:
+        raise DatasetError('--dataset voc needs --data_dir (the VOC2012 folder)')
+    default = DEFAULT_SPLITS + (('train_aug',) if args.sbd_dir else ())
+    return voc_spec(args.data_dir, parse_splits(args.splits, default), sbd_dir=args.sbd_dir)
