@@ -142,6 +142,11 @@ def read_list(path):
     return entries
 
 
+def parse_splits(text, default):
+    """'train,val' -> ['train', 'val']; `default` when text is empty."""
+    return [s for s in text.split(',') if s] if text else list(default)
+
+
 def safe_join(root, entry):
     """root/entry, or DatasetError if the entry is absolute or escapes root (e.g. '../x')."""
     if os.path.isabs(entry):

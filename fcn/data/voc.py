@@ -5,7 +5,7 @@ With an SBD folder, the `train_aug` split is added (see fcn.data.sbd).
 """
 import os
 
-from fcn.data.build import BadItem, DatasetError, DatasetSpec, Item, read_list, safe_join
+from fcn.data.build import BadItem, DatasetError, DatasetSpec, Item, parse_splits, read_list, safe_join
 from fcn.data.palette import VOC_CLASSES, index_array, open_image, voc_palette
 
 DEFAULT_SPLITS = ('train', 'val')
@@ -14,16 +14,22 @@ LABEL_DIR = 'SegmentationClass'
 LIST_DIR = os.path.join('ImageSets', 'Segmentation')
 
 
-def read_index_label(path):
-    """A palette or grayscale PNG's indices as a uint8 label; DatasetError naming the file."""
+def open_label_image(path, what='label'):
+    """Opens a label / mask image with Pillow; DatasetError naming the file if missing or broken."""
     if not os.path.isfile(path):
-        raise DatasetError('label not found', path)
+        raise DatasetError('%s not found' % what, path)
     try:
-        image = open_image(path)
+        return open_image(path)
     except OSError as e:
-        raise DatasetError('unreadable or truncated label image (%s)' % e, path) from None
+        raise DatasetError('unreadable or truncated %s image (%s)' % (what, e), path) from None
+
+
+def read_index_label(path, what='label', hint=''):
+    """A palette or grayscale PNG's indices as a uint8 label; DatasetError naming the file."""
+    image = open_label_image(path, what)
     if image.mode not in ('P', 'L'):
-        raise DatasetError('label must be a palette or grayscale PNG of class ids, got image mode %s' % image.mode, path)
+        raise DatasetError('%s must be a palette or grayscale PNG of class ids, got image mode %s%s' % (
+            what, image.mode, hint), path)
     return index_array(image)
 
 
@@ -94,10 +100,6 @@ def voc_spec(voc_dir, splits, class_names=VOC_CLASSES, palette=None, name='voc',
     if palette is None:
         palette = voc_palette(len(class_names))
     return DatasetSpec(name, class_names, palette, items, options)
-
-
-def parse_splits(text, default):
-    return [s for s in text.split(',') if s] if text else list(default)
 
 
 def spec_from_args(args):
