@@ -40,6 +40,8 @@ class TrainGraph:
         self.cfg = cfg
         self.deploy_config = deploy_config
         self.dataset = provider.dataset_from_config(cfg, cfg.data.train_split)
+        split = records.split_info(records.read_summary(cfg.data.dir), cfg.data.train_split, cfg.data.dir)
+        self.class_weights = losses.resolve_class_weights(cfg.loss, split, self.dataset.num_classes)
         self.graph = tf.Graph()
         with self.graph.as_default():
             if cfg.train.seed is not None:
@@ -76,13 +78,11 @@ class TrainGraph:
         images, labels = queue.dequeue()
         logits, _ = build_model(images, self.cfg, self.dataset.num_classes, is_training=True)
         loss_cfg = self.cfg.loss
-        split = records.split_info(records.read_summary(self.cfg.data.dir), self.cfg.data.train_split)
-        weights = losses.resolve_class_weights(loss_cfg, split, self.dataset.num_classes)
         top_k = loss_cfg.top_k_percent
         if loss_cfg.hard_mining_anneal_steps and top_k < 1.0:
             top_k = losses.annealed_top_k(self.global_step, top_k, loss_cfg.hard_mining_anneal_steps)
         loss = losses.segmentation_loss(logits, labels, self.dataset.num_classes, self.dataset.ignore_label,
-                                        class_weights=weights, top_k_percent=top_k)
+                                        class_weights=self.class_weights, top_k_percent=top_k)
         tf1.losses.add_loss(loss)
         return {'images': images, 'labels': labels, 'logits': logits, 'loss': loss}
 
@@ -128,13 +128,13 @@ def prepare_run_dir(cfg):
     return run_dir
 
 
-def _hooks(cfg, graph, scaffold, is_chief):
+def _hooks(cfg, graph, scaffold, is_chief, log):
     """(hooks, chief_only_hooks). MonitoredTrainingSession runs chief-only hooks first, so on
     the chief the monitor goes there, ahead of the saver: a non-finite loss raises before
     the diverged weights can be written."""
     train = cfg.train
     monitor = TrainingMonitor(graph.total_loss, graph.step_after_update, graph.learning_rate,
-                              train.steps, train.batch_size, train.log_every_steps)
+                              train.steps, train.batch_size, train.log_every_steps, log=log)
     stop = tf1.train.StopAtStepHook(last_step=train.steps)
     if not is_chief:
         return [monitor, stop], []
@@ -165,7 +165,7 @@ def train(cfg, cluster_info=None, log=print):
         log('resuming from %s' % tf1.train.latest_checkpoint(run_dir))
     elif init_fn is not None:
         log('initialising from %s' % init_fn.checkpoint)
-    hooks, chief_hooks = _hooks(cfg, graph, scaffold, is_chief=True)
+    hooks, chief_hooks = _hooks(cfg, graph, scaffold, is_chief=True, log=log)
     with graph.graph.as_default():
         session = tf1.train.MonitoredTrainingSession(
             checkpoint_dir=run_dir, scaffold=scaffold, hooks=hooks, chief_only_hooks=chief_hooks,

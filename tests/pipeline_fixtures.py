@@ -1,0 +1,51 @@
+"""Small synthetic records and a tiny-model config shared by the pipeline tests."""
+import os
+import subprocess
+import sys
+
+from fcn.config import load_config
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_script(script, *args, env=None, timeout=600):
+    """Runs a top-level script as a user would; returns the CompletedProcess."""
+    environ = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2', CUDA_VISIBLE_DEVICES='')
+    environ.update(env or {})
+    return subprocess.run([sys.executable, os.path.join(REPO_ROOT, script)] + list(args), cwd=REPO_ROOT,
+                          env=environ, capture_output=True, text=True, timeout=timeout)
+
+
+def build_synthetic(out_dir, num_train=16, num_val=6, size=64, seed=0):
+    result = run_script('build_tfrecords.py', '--dataset', 'synthetic', '--out', str(out_dir),
+                        '--num_train', str(num_train), '--num_val', str(num_val), '--size', str(size),
+                        '--seed', str(seed), '--num_shards', '2', '--no_progress')
+    assert result.returncode == 0, result.stderr
+    return str(out_dir)
+
+
+def tiny_overrides(data_dir, run_dir, steps=30):
+    """--set overrides for a fast CPU run: 1/8-width VGG, 64 px crops."""
+    return ['data.dir=%s' % data_dir, 'train.run_dir=%s' % run_dir, 'train.steps=%d' % steps,
+            'model.width=0.125', 'train.crop_size=64', 'train.batch_size=4',
+            'train.save_every_steps=10', 'train.summary_every_steps=5', 'train.log_every_steps=10',
+            'augment.min_scale=1.0', 'augment.max_scale=1.0', 'train.learning_rate=0.003']
+
+
+def tiny_config(data_dir, run_dir, steps=30, extra=()):
+    return load_config(os.path.join(REPO_ROOT, 'configs', 'demo.yaml'),
+                       tiny_overrides(data_dir, run_dir, steps) + list(extra))
+
+
+def scalar_series(run_dir, tag):
+    """[(step, value)] of a scalar summary in the run dir's event files."""
+    import glob
+
+    from fcn.compat import tf1
+    points = []
+    for path in sorted(glob.glob(os.path.join(run_dir, 'events.out.tfevents.*'))):
+        for event in tf1.train.summary_iterator(path):
+            for value in event.summary.value:
+                if value.tag == tag:
+                    points.append((event.step, value.simple_value))
+    return sorted(points)

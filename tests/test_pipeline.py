@@ -1,0 +1,140 @@
+"""End to end on small synthetic records: provider -> train -> eval -> export -> predict."""
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from datasets_fixtures import read_examples
+from fcn import eval_lib, export_lib, train_lib
+from fcn.compat import tf, tf1
+from fcn.data import provider
+from fcn.inference import FrozenModel
+from pipeline_fixtures import build_synthetic, run_script, scalar_series, tiny_config, tiny_overrides
+
+
+@pytest.fixture(scope='module')
+def data_dir(tmp_path_factory):
+    return build_synthetic(tmp_path_factory.mktemp('records') / 'demo')
+
+
+@pytest.fixture(scope='module')
+def trained(data_dir, tmp_path_factory):
+    run_dir = str(tmp_path_factory.mktemp('run') / 'demo')
+    cfg = tiny_config(data_dir, run_dir, steps=40)
+    train_lib.train(cfg, log=lambda *_: None)
+    return cfg
+
+
+def test_provider_returns_the_records_pixels(data_dir):
+    cfg = tiny_config(data_dir, '/unused')
+    expected = {ex['filename']: ex for ex in read_examples(data_dir, 'val')}
+    with tf.Graph().as_default():
+        dataset = provider.dataset_from_config(cfg, 'val')
+        example = provider.eval_example(dataset)
+        with tf1.Session() as sess:
+            coord = tf1.train.Coordinator()
+            threads = tf1.train.start_queue_runners(sess, coord=coord)
+            seen = []
+            for _ in range(dataset.num_samples):
+                image, label, name = sess.run([example['images'], example['labels'], example['filename']])
+                ex = expected[name.decode()]
+                np.testing.assert_array_equal(image[0].astype(np.uint8), ex['image'])
+                np.testing.assert_array_equal(label[0], ex['label'])
+                seen.append(name.decode())
+            coord.request_stop()
+            coord.join(threads)
+    assert sorted(seen) == sorted(expected)  # each example exactly once per pass, in order
+
+
+def test_labels_match_the_source_palette_pngs(data_dir):
+    source = os.path.join(data_dir, 'source', 'SegmentationClass')
+    for ex in read_examples(data_dir, 'train')[:4]:
+        palette_indices = np.array(Image.open(os.path.join(source, ex['filename'] + '.png')))
+        np.testing.assert_array_equal(ex['label'], palette_indices)
+
+
+def test_training_lowers_the_loss_and_writes_run_dir(trained):
+    run_dir = trained.train.run_dir
+    losses = [value for _, value in scalar_series(run_dir, 'loss/segmentation')]
+    assert len(losses) >= 6
+    assert np.mean(losses[-3:]) < 0.8 * np.mean(losses[:2]), losses
+    assert tf1.train.latest_checkpoint(run_dir).endswith('model.ckpt-40')
+    with open(os.path.join(run_dir, 'config.yaml')) as f:
+        assert 'steps: 40' in f.read()
+    tags = {tag for tag in ('image', 'ground_truth', 'prediction', 'learning_rate')
+            if any(tag in name for name in _summary_tags(run_dir))}
+    assert tags == {'image', 'ground_truth', 'prediction', 'learning_rate'}
+
+
+def _summary_tags(run_dir):
+    import glob
+    tags = set()
+    for path in glob.glob(os.path.join(run_dir, 'events.out.tfevents.*')):
+        for event in tf1.train.summary_iterator(path):
+            tags.update(value.tag for value in event.summary.value)
+    return tags
+
+
+def _numpy_miou(pairs, num_classes, ignore_label=255):
+    """Independent reference: per-class intersection / union with boolean masks."""
+    ious = []
+    for c in range(num_classes):
+        inter = union = 0
+        for label, pred in pairs:
+            valid = label != ignore_label
+            inter += np.sum((label == c) & (pred == c) & valid)
+            union += np.sum(((label == c) | (pred == c)) & valid)
+        if union:
+            ious.append(inter / union)
+    return float(np.mean(ious))
+
+
+def test_eval_miou_equals_numpy_and_export_matches_eval(trained, data_dir, tmp_path):
+    checkpoint = eval_lib.resolve_checkpoint(trained)
+    results = eval_lib.evaluate_once(trained, progress=False)
+    eval_predictions = {name: pred for name, _, pred in eval_lib.predictions_for_split(trained, checkpoint)}
+
+    model_path = str(tmp_path / 'model.pb')
+    export_lib.export(trained, checkpoint, model_path)
+    model = FrozenModel(model_path)
+    pairs = []
+    for ex in read_examples(data_dir, 'val'):
+        frozen_prediction = model.predict(ex['image'])
+        assert frozen_prediction.shape == ex['label'].shape
+        np.testing.assert_array_equal(frozen_prediction, eval_predictions[ex['filename']])
+        pairs.append((ex['label'], frozen_prediction))
+    model.close()
+
+    assert results['miou'] == pytest.approx(_numpy_miou(pairs, 5), abs=1e-9)
+    latest = os.path.join(trained.train.run_dir, 'eval', 'latest.json')
+    with open(latest) as f:
+        written = json.load(f)
+    assert written['miou'] == results['miou']
+    assert set(written['per_class_iou']) == {'background', 'disc', 'square', 'triangle', 'cross'}
+
+
+def test_export_accepts_any_size_and_predict_writes_outputs(trained, tmp_path):
+    model_path = str(tmp_path / 'm.pb')
+    run = run_script('export.py', '--config', 'configs/demo.yaml', '--out', model_path,
+                     *sum([['--set', o] for o in tiny_overrides(trained.data.dir, trained.train.run_dir)], []))
+    assert run.returncode == 0, run.stderr
+    model = FrozenModel(model_path)
+    assert model.predict(np.zeros((37, 53, 3), np.uint8)).shape == (37, 53)
+    model.close()
+    image_path = os.path.join(trained.data.dir, 'source', 'JPEGImages', '000000.jpg')
+    run = run_script('predict.py', '--model', model_path, '--out', str(tmp_path / 'out'), image_path)
+    assert run.returncode == 0, run.stderr
+    label = Image.open(str(tmp_path / 'out' / '000000.png'))
+    assert label.mode == 'P' and label.size == (64, 64)
+    overlay = Image.open(str(tmp_path / 'out' / '000000_overlay.png'))
+    assert overlay.size[0] > 64  # image + legend panel
+
+
+def test_resume_continues_from_the_run_dir(trained, tmp_path):
+    cfg = tiny_config(trained.data.dir, trained.train.run_dir, steps=45)
+    messages = []
+    train_lib.train(cfg, log=messages.append)
+    assert any('resuming from' in m and 'model.ckpt-40' in m for m in messages)
+    assert tf1.train.latest_checkpoint(trained.train.run_dir).endswith('model.ckpt-45')
