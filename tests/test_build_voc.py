@@ -259,6 +259,14 @@ def test_parallel_build_reports_bad_file(voc_dir, tmp_path):
     assert not [n for n in os.listdir(tmp_path / 'out') if n.endswith('.tmp')]
 
 
+def test_progress_bar_counts_images_with_eta(voc_dir, tmp_path, capsys):
+    root, _ = voc_dir
+    build_voc(root, tmp_path / 'out', progress=True)
+    err = capsys.readouterr().err
+    assert 'train: 100%' in err and '5/5' in err and 'val: 100%' in err and '2/2' in err
+    assert '<00:00' in err  # elapsed<remaining: the ETA field
+
+
 def load_cli(repo_root):
     import importlib.util
     spec = importlib.util.spec_from_file_location('build_tfrecords', os.path.join(repo_root, 'build_tfrecords.py'))

@@ -354,7 +354,7 @@ class _ShardWriter:
 
 def _progress(total, desc, enabled):
     from tqdm import tqdm
-    return tqdm(total=total, desc=desc, unit='img', disable=None if enabled else True, dynamic_ncols=True)
+    return tqdm(total=total, desc=desc, unit='img', disable=not enabled, dynamic_ncols=True)
 
 
 def _build_pending(spec, out_dir, split, pending, options):
