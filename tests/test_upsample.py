@@ -51,3 +51,10 @@ def test_transposed_conv_equals_skimage_rescale(factor):
     result = _upsample(image, factor)
     assert result.shape == expected.shape
     np.testing.assert_allclose(result, expected, atol=1e-5)
+
+
+def test_initializer_gives_the_numpy_weights():
+    with tf.Graph().as_default():
+        value = upsample.bilinear_initializer(3)([5, 5, 4, 4])
+        with tf1.Session() as sess:
+            np.testing.assert_array_equal(sess.run(value), upsample.bilinear_weights(3, 4))
