@@ -1,7 +1,7 @@
 """Initialising a model from a pre-trained checkpoint (TF-Slim's vgg_16.ckpt) with clear errors."""
 import os
 
-from fcn.compat import tf, tf1
+from fcn.compat import checkpoint_exists, tf, tf1
 
 MODEL_SCOPES = ('vgg_16', 'fcn')
 
@@ -21,7 +21,7 @@ def _excluded(name, exclude_scopes):
 def _reader(path):
     if path is None:
         return None
-    if not tf1.train.checkpoint_exists(path):
+    if not checkpoint_exists(path):
         raise CheckpointError('init.checkpoint %r not found: expected a checkpoint prefix such as '
                               'path/to/vgg_16.ckpt (TF-Slim vgg_16_2016_08_28.tar.gz, unpacked)' % path)
     try:

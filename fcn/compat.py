@@ -9,8 +9,12 @@ between the two lives (and is tested, tests/test_compat.py) in this module alone
 - `slim.learning.create_train_op(clip_gradient_norm=...)` uses the removed
   `ops.IndexedSlices`: callers clip with `tf.clip_by_global_norm` (fcn.optim).
 - `slim.batch_norm` needs the missing tf_keras legacy module: VGG/FCN do not use it.
+- slim layers warn that `layer.apply` is deprecated on every call: filtered here.
+- `tf.compat.v1.train.checkpoint_exists` is deprecated: `checkpoint_exists` below checks
+  the index file instead.
 """
 import os
+import warnings
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
@@ -21,6 +25,8 @@ from tf_slim.data import tfexample_decoder  # noqa: E402
 tf1 = tf.compat.v1
 tf1.disable_eager_execution()
 tf1.logging.set_verbosity(tf1.logging.ERROR)
+# slim layers call the deprecated Keras `layer.apply` on every layer: one warning per run is noise.
+warnings.filterwarnings('ignore', message='`layer.apply` is deprecated')
 
 
 class DecodedImage(tfexample_decoder.ItemHandler):
@@ -48,9 +54,14 @@ def latest_checkpoint(path):
         return None
     if os.path.isdir(path):
         return tf1.train.latest_checkpoint(path)
-    if tf1.train.checkpoint_exists(path):
+    if checkpoint_exists(path):
         return path
     return None
+
+
+def checkpoint_exists(prefix):
+    """Whether a V2 checkpoint with this prefix is on disk."""
+    return tf.io.gfile.exists(prefix + '.index')
 
 
 def gpu_count():
