@@ -22,16 +22,22 @@ gradients are aggregated synchronously by SyncReplicasOptimizer (`sync_optimizer
 How the trainer uses this module:
 
     info = cluster.resolve()                         # None: a single process
+    if info is not None and info.task_type == 'evaluator':
+        ... evaluate (eval loop) instead of training ...
     if info is not None:
         server = cluster.start_server(info)
         if info.task_type == 'ps':
-            cluster.serve_forever(server, done_file)    # returns when the chief signals done
+            cluster.serve_forever(server, cluster.done_file(run_dir))  # until the chief is done
             return
-    ... build the graph with fcn.deploy.from_config(cfg, info) ...
-    optimizer, sync_hooks = cluster.sync_optimizer(optimizer, info, cfg.deploy.replicas_to_aggregate)
+    ... build the graph with fcn.deploy.from_config(cfg, info); every variable on
+        variables_device() (fcn.deploy does it for the clones' variables) ...
+    sync_hooks = []
+    if cfg.deploy.sync_replicas:
+        optimizer, sync_hooks = cluster.sync_optimizer(optimizer, info, cfg.deploy.replicas_to_aggregate)
     MonitoredTrainingSession(**cluster.session_kwargs(info, base_config), hooks=sync_hooks + ...,
-                             checkpoint_dir=run_dir)  # chief only: init, checkpoints, summaries
-    if cluster.is_chief(info): cluster.signal_done(done_file)
+                             checkpoint_dir=run_dir)  # the chief initialises, saves, summarises
+    if info is not None and info.is_chief:
+        cluster.signal_done(cluster.done_file(run_dir))
 
 TensorFlow is imported by the functions that need it, so fcn.launch (which only builds
 TF_CONFIG) starts without it.
@@ -48,6 +54,7 @@ SLURM_NUM_PS = 'FCN_NUM_PS'
 SLURM_PORT_BASE = 'FCN_PORT_BASE'
 DEFAULT_PORT_BASE = 8888
 STOP_GRACE_SECS = 5
+DONE_FILENAME = 'cluster.done'
 
 
 class ClusterError(ValueError):
@@ -299,6 +306,11 @@ def _written_since(path, since):
         return os.stat(path).st_mtime >= since
     except FileNotFoundError:
         return False
+
+
+def done_file(run_dir):
+    """The file by which the chief tells the ps tasks the job is over (run_dir is shared)."""
+    return os.path.join(run_dir, DONE_FILENAME)
 
 
 def signal_done(done_file):

@@ -171,7 +171,9 @@ def test_sync_optimizer_aggregates_every_worker():
 
 
 def test_serve_forever_returns_when_done_file_is_written_after_it_started(tmp_path):
-    done = tmp_path / 'done'
+    done = tmp_path / 'run'
+    done.mkdir()
+    done = done / os.path.basename(cluster.done_file(str(done)))
     done.write_text('')
     os.utime(done, (time.time() - 60, time.time() - 60))  # left by an earlier run
     server = object()
