@@ -1,7 +1,9 @@
 """fcn.cluster: TF_CONFIG and Slurm parsing, sync-replica helpers, and a real 1 ps + 2 workers job."""
+import argparse
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 import textwrap
@@ -258,3 +260,24 @@ def test_sync_training_job_of_one_ps_and_two_workers(tmp_path):
     # reads, hence the k window.
     assert 5 <= step <= 7, output
     assert any(abs(value - (2 - 2 * 0.5 ** k)) < 1e-5 for k in (step - 1, step, step + 1)), output
+
+
+def _train_commands():
+    """The train.py command lines of configs/cluster/tfjob.yaml and slurm.sbatch."""
+    import yaml
+    with open('configs/cluster/tfjob.yaml') as f:
+        replicas = yaml.safe_load(f)['spec']['tfReplicaSpecs']
+    commands = [spec['template']['spec']['containers'][0]['command'] for spec in replicas.values()]
+    with open('configs/cluster/slurm.sbatch') as f:
+        commands += [shlex.split(line) for line in f if line.strip().startswith('python train.py')]
+    return commands
+
+
+def test_cluster_manifests_run_train_py_with_a_valid_config():
+    from fcn.config import add_config_args, load_config
+    commands = _train_commands()
+    assert len(commands) == 3
+    for command in commands:
+        assert command[:2] == ['python', 'train.py']
+        args = add_config_args(argparse.ArgumentParser()).parse_args(command[2:])
+        assert load_config(args.config, args.overrides).deploy.sync_replicas
