@@ -274,7 +274,8 @@ def _check_own_address(environ, address, port_base):
     own = '%s:%d' % (node, port_base + int(local_id))
     if own != address:
         raise ClusterError('SLURM_PROCID=%s runs on %s (SLURM_LOCALID=%s) but the block layout gives it %s: '
-                           'run srun with --distribution=block' % (environ.get('SLURM_PROCID'), node, local_id, address))
+                           'run srun with --distribution=block'
+                           % (environ.get('SLURM_PROCID'), node, local_id, address))
 
 
 def start_server(info):

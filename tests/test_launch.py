@@ -170,7 +170,8 @@ def _tasks(**codes):
 
 @pytest.mark.parametrize('codes, expected', [
     (dict(ps_0=None, worker_0=0, worker_1=None), (0, 'the chief worker:0 exited with code 0')),
-    (dict(ps_0=None, worker_0=None, worker_1=0, worker_2=-9), (137, 'worker:2 was killed by SIGKILL while the chief was running')),
+    (dict(ps_0=None, worker_0=None, worker_1=0, worker_2=-9),
+     (137, 'worker:2 was killed by SIGKILL while the chief was running')),
     (dict(ps_0=0, worker_0=None, worker_1=None), (1, 'ps:0 exited with code 0 while the chief was running')),
 ])
 def test_job_end_rules(codes, expected):
