@@ -119,8 +119,9 @@ def resolve_checkpoint(cfg, override=None):
 
 def evaluate_once(cfg, checkpoint=None, progress=True):
     """Evaluates one checkpoint, writes results, prints the per-class table; returns results."""
+    checkpoint = resolve_checkpoint(cfg, checkpoint)
     graph = EvalGraph(cfg)
-    results, _ = graph.run(resolve_checkpoint(cfg, checkpoint), progress)
+    results, _ = graph.run(checkpoint, progress)
     path = write_results(cfg.train.run_dir, results, graph.dataset.class_names)
     print(metrics.format_table(results))
     print('results written to %s' % path)

@@ -6,7 +6,7 @@ config. Restarting the same command resumes from the run dir's latest checkpoint
 """
 import os
 
-from fcn import checkpoints, deploy, losses, optim
+from fcn import checkpoints, cluster, deploy, losses, optim
 from fcn.compat import slim, tf, tf1
 from fcn.config import ConfigError, save_config
 from fcn.data import provider, records
@@ -36,9 +36,11 @@ def check_config(cfg, num_clones):
 class TrainGraph:
     """The training graph: inputs, clones, optimizer, summaries; built in `self.graph`."""
 
-    def __init__(self, cfg, deploy_config):
+    def __init__(self, cfg, deploy_config, cluster_info=None):
         self.cfg = cfg
         self.deploy_config = deploy_config
+        self.cluster_info = cluster_info
+        self.sync_hooks = []
         self.dataset = provider.dataset_from_config(cfg, cfg.data.train_split)
         split = records.split_info(records.read_summary(cfg.data.dir), cfg.data.train_split, cfg.data.dir)
         self.class_weights = losses.resolve_class_weights(cfg.loss, split, self.dataset.num_classes)
@@ -50,15 +52,18 @@ class TrainGraph:
 
     def _build(self):
         cfg, config = self.cfg, self.deploy_config
-        with tf.device(config.variables_device()):
+        with tf1.device(config.variables_device()):  # tf1.device: also takes the ps device function
             self.global_step = tf1.train.get_or_create_global_step()
-        with tf.device(config.inputs_device()):
+        with tf1.device(config.inputs_device()):
             queue = self._input_queue()
         clones = deploy.create_clones(config, self._clone_fn, [queue])
         first = clones[0]
-        with tf.device(config.optimizer_device()):
+        with tf1.device(config.optimizer_device()):
             self.learning_rate = optim.learning_rate(cfg.train, self.global_step, cfg.train.steps)
             self.optimizer = optim.make_optimizer(cfg.train, self.learning_rate)
+            if self.cluster_info is not None and cfg.deploy.sync_replicas:
+                self.optimizer, self.sync_hooks = cluster.sync_optimizer(
+                    self.optimizer, self.cluster_info, cfg.deploy.replicas_to_aggregate)
         self.total_loss, grads_and_vars = deploy.optimize_clones(
             clones, self.optimizer, var_list=_trainable_variables(cfg))
         grads_and_vars = optim.transform_gradients(cfg.train, grads_and_vars)
@@ -87,7 +92,7 @@ class TrainGraph:
         return {'images': images, 'labels': labels, 'logits': logits, 'loss': loss}
 
     def _apply(self, grads_and_vars):
-        with tf.device(self.deploy_config.optimizer_device()):
+        with tf1.device(self.deploy_config.optimizer_device()):
             apply_op = self.optimizer.apply_gradients(grads_and_vars, global_step=self.global_step)
             self.ema = optim.moving_average(self.cfg.train.ema_decay, self.global_step)
             if self.ema is None:
@@ -155,27 +160,52 @@ def _scaffold(cfg, graph):
 
 
 def train(cfg, cluster_info=None, log=print):
-    """Trains to `train.steps`, resuming from the run dir; returns the final global step."""
+    """Trains to `train.steps`, resuming from the run dir; returns the final global step.
+
+    `cluster_info` (fcn.cluster.resolve()) makes this process one task of a cluster job:
+    a ps serves variables until the chief is done; workers train, the chief alone
+    initialises, writes checkpoints and summaries.
+    """
+    if cluster_info is not None and cluster_info.task_type == 'ps':
+        return _serve_parameters(cfg, cluster_info, log)
     deploy_config = deploy.from_config(cfg, cluster_info)
     check_config(cfg, deploy_config.num_clones)
-    run_dir = prepare_run_dir(cfg)
-    graph = TrainGraph(cfg, deploy_config)
+    is_chief = cluster.is_chief(cluster_info)
+    run_dir = prepare_run_dir(cfg) if is_chief else cfg.train.run_dir
+    server = cluster.start_server(cluster_info) if cluster_info is not None else None
+    graph = TrainGraph(cfg, deploy_config, cluster_info)
     scaffold, init_fn, resumed = _scaffold(cfg, graph)
-    if resumed:
+    if is_chief and resumed:
         log('resuming from %s' % tf1.train.latest_checkpoint(run_dir))
-    elif init_fn is not None:
+    elif is_chief and init_fn is not None:
         log('initialising from %s' % init_fn.checkpoint)
-    hooks, chief_hooks = _hooks(cfg, graph, scaffold, is_chief=True, log=log)
+    hooks, chief_hooks = _hooks(cfg, graph, scaffold, is_chief, log)
+    step = _run_session(cfg, graph, scaffold, cluster_info, hooks + graph.sync_hooks, chief_hooks)
+    if is_chief:
+        if cluster_info is not None:
+            cluster.signal_done(cluster.done_file(run_dir))
+        log('done: %s' % tf1.train.latest_checkpoint(run_dir))
+    del server
+    return step
+
+
+def _run_session(cfg, graph, scaffold, cluster_info, hooks, chief_hooks):
+    base_config = tf1.ConfigProto(allow_soft_placement=True)
     with graph.graph.as_default():
         session = tf1.train.MonitoredTrainingSession(
-            checkpoint_dir=run_dir, scaffold=scaffold, hooks=hooks, chief_only_hooks=chief_hooks,
+            checkpoint_dir=cfg.train.run_dir, scaffold=scaffold, hooks=hooks, chief_only_hooks=chief_hooks,
             save_checkpoint_secs=None, save_checkpoint_steps=None,
             save_summaries_steps=cfg.train.summary_every_steps, log_step_count_steps=None,
-            config=tf1.ConfigProto(allow_soft_placement=True))
+            **cluster.session_kwargs(cluster_info, base_config))
+        step = None
         with session:
-            step = None
             while not session.should_stop():
                 step = session.run(graph.step_after_update)
-    final = tf1.train.latest_checkpoint(run_dir)
-    log('done: %s' % final)
     return step
+
+
+def _serve_parameters(cfg, cluster_info, log):
+    server = cluster.start_server(cluster_info)
+    log('ps %d serving at %s until the chief is done' % (cluster_info.task_index, cluster_info.address))
+    cluster.serve_forever(server, cluster.done_file(cfg.train.run_dir))
+    return None

@@ -1,0 +1,41 @@
+"""User mistakes end in one `error:` line naming the culprit, exit code 2, no traceback."""
+import pytest
+
+from pipeline_fixtures import run_script
+
+
+def assert_user_error(run, *fragments):
+    assert run.returncode == 2, (run.returncode, run.stderr[-2000:])
+    assert 'Traceback' not in run.stderr
+    for fragment in fragments:
+        assert fragment in run.stderr, run.stderr[-2000:]
+
+
+def test_train_with_missing_records_names_the_folder(tmp_path):
+    missing = str(tmp_path / 'no-records')
+    run = run_script('train.py', '--config', 'configs/demo.yaml', '--set', 'data.dir=%s' % missing,
+                     '--set', 'train.run_dir=%s' % (tmp_path / 'run'))
+    assert_user_error(run, 'error:', 'no-records', 'summary.json')
+
+
+@pytest.mark.parametrize('script', ['train.py', 'eval.py', 'export.py'])
+def test_unknown_key_suggests_the_right_one(script):
+    extra = ['--out', 'unused.pb'] if script == 'export.py' else []
+    run = run_script(script, '--config', 'configs/demo.yaml', '--set', 'train.stpes=3', *extra)
+    assert_user_error(run, "unknown key 'train.stpes'", "did you mean 'train.steps'")
+
+
+def test_eval_without_checkpoint(tmp_path):
+    run = run_script('eval.py', '--config', 'configs/demo.yaml', '--once',
+                     '--set', 'train.run_dir=%s' % (tmp_path / 'empty'))
+    assert_user_error(run, 'no checkpoint found', 'empty')
+
+
+def test_predict_with_missing_model_and_image(tmp_path):
+    run = run_script('predict.py', '--model', str(tmp_path / 'model.pb'), '--out', str(tmp_path / 'o'),
+                     str(tmp_path / 'cat.jpg'))
+    assert_user_error(run, 'cat.jpg')
+    image = tmp_path / 'img.jpg'
+    image.write_bytes(b'\xff\xd8 not really a jpeg')
+    run = run_script('predict.py', '--model', str(tmp_path / 'model.pb'), '--out', str(tmp_path / 'o'), str(image))
+    assert_user_error(run, 'model.pb')
