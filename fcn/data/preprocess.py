@@ -3,40 +3,68 @@ from fcn.compat import tf
 from fcn.nets.vgg import MEAN_RGB
 
 
-def random_scale(image, label, min_scale, max_scale, step):
-    """Resizes by a random factor: images bilinear, labels nearest neighbour."""
-    if min_scale == max_scale == 1.0:
-        return image, label
+def _random_scale_factor(min_scale, max_scale, step):
+    """A scalar drawn from {min, min+step, ..., max} (step > 0) or uniformly from [min, max]."""
+    if min_scale == max_scale:
+        return tf.constant(float(min_scale))
     if step and step > 0:
         num_steps = int(round((max_scale - min_scale) / step)) + 1
-        scales = tf.linspace(float(min_scale), float(max_scale), num_steps)
-        scale = tf.random.shuffle(scales)[0]
-    else:
-        scale = tf.random.uniform([], min_scale, max_scale)
-    shape = tf.cast(tf.shape(image)[:2], tf.float32)
-    new_size = tf.cast(tf.round(shape * scale), tf.int32)
-    image = tf.image.resize(image, new_size, method='bilinear')
-    label = tf.image.resize(label, new_size, method='nearest')
-    return image, label
+        return tf.random.shuffle(tf.linspace(float(min_scale), float(max_scale), num_steps))[0]
+    return tf.random.uniform([], min_scale, max_scale)
 
 
-def pad_to_size(image, label, height, width, ignore_label):
-    """Pads bottom/right up to (height, width): image with the mean colour, label with ignore."""
-    shape = tf.shape(image)
-    pad_h = tf.maximum(height - shape[0], 0)
-    pad_w = tf.maximum(width - shape[1], 0)
-    paddings = [[0, pad_h], [0, pad_w], [0, 0]]
+def _source_box(offset, crop, scale, size):
+    """Normalised [start, end] coordinates, in the 1-pixel edge-padded source, of output
+    pixels offset .. offset+crop-1.
+
+    Output pixel i of the image rescaled by `scale` sits at source coordinate
+    (i + 0.5) / scale - 0.5 (half-pixel centres, as tf.image.resize); +1 for the padding,
+    which makes samples up to half a pixel outside the image take the edge value, as
+    resize does, where crop_and_resize alone would extrapolate.
+    """
+    first = (offset + 0.5) / scale - 0.5 + 1.0
+    last = (offset + crop - 0.5) / scale - 0.5 + 1.0
+    denominator = size + 1.0  # padded size - 1
+    return first / denominator, last / denominator
+
+
+def random_scale_pad_crop(image, label, crop_size, min_scale, max_scale, step, ignore_label):
+    """Rescale by a random factor, pad to the crop (mean colour / ignore), take a random crop.
+
+    Equivalent to resize -> pad -> random crop, but computed in one crop_and_resize of
+    only the crop's pixels: the cost no longer grows with the scale (a 2x VOC image
+    would be resized to 1000x750 just to keep 512x512 of it).
+    """
+    scale = _random_scale_factor(min_scale, max_scale, step)
+    size = tf.cast(tf.shape(image)[:2], tf.float32)
+    scaled = tf.round(size * scale)
+    slack = tf.maximum(scaled - crop_size, 0.0)  # room for the crop inside the scaled image
+    offset = tf.floor(tf.random.uniform([2]) * (slack + 1.0))
+    y1, y2 = _source_box(offset[0], float(crop_size), scaled[0] / size[0], size[0])
+    x1, x2 = _source_box(offset[1], float(crop_size), scaled[1] / size[1], size[1])
+    box = tf.reshape(tf.stack([y1, x1, y2, x2]), [1, 4])
+    in_image = _inside_mask(offset, crop_size, scaled)
     mean = tf.constant(MEAN_RGB, tf.float32)
-    image = tf.pad(image - mean, paddings) + mean
-    label = tf.pad(label - ignore_label, paddings) + ignore_label
-    return image, label
+    image = _crop_resize(_pad_edges(image - mean), box, crop_size, 'bilinear') * in_image + mean
+    label = _crop_resize(_pad_edges(tf.cast(label, tf.float32)), box, crop_size, 'nearest')
+    label = tf.where(in_image > 0, label, float(ignore_label))
+    return image, tf.cast(label, tf.int32)
 
 
-def random_crop(image, label, height, width):
-    """The same random window of image and label."""
-    stacked = tf.concat([image, tf.cast(label, tf.float32)], axis=2)
-    cropped = tf.image.random_crop(stacked, [height, width, 4])
-    return cropped[:, :, :3], tf.cast(cropped[:, :, 3:], tf.int32)
+def _pad_edges(image):
+    return tf.pad(image, [[1, 1], [1, 1], [0, 0]], mode='SYMMETRIC')
+
+
+def _crop_resize(image, box, crop_size, method):
+    return tf.image.crop_and_resize(image[None], box, [0], [crop_size, crop_size], method=method)[0]
+
+
+def _inside_mask(offset, crop_size, scaled):
+    """1 where a crop pixel lies inside the scaled image, 0 in the padding (bottom/right)."""
+    rows = tf.cast(tf.range(crop_size), tf.float32) + offset[0] < scaled[0]
+    cols = tf.cast(tf.range(crop_size), tf.float32) + offset[1] < scaled[1]
+    inside = tf.logical_and(rows[:, None], cols[None, :])
+    return tf.cast(inside, tf.float32)[:, :, None]
 
 
 def random_flip(image, label):
@@ -63,10 +91,8 @@ def photometric_jitter(image, aug):
 def preprocess_train(image, label, crop_size, aug, ignore_label=255):
     """uint8 image [H,W,3] + label [H,W,1] -> float32 [c,c,3] in [0,255], int32 [c,c]."""
     image = tf.cast(image, tf.float32)
-    label = tf.cast(label, tf.int32)
-    image, label = random_scale(image, label, aug.min_scale, aug.max_scale, aug.scale_step)
-    image, label = pad_to_size(image, label, crop_size, crop_size, ignore_label)
-    image, label = random_crop(image, label, crop_size, crop_size)
+    image, label = random_scale_pad_crop(image, label, crop_size, aug.min_scale, aug.max_scale,
+                                         aug.scale_step, ignore_label)
     if aug.flip:
         image, label = random_flip(image, label)
     image = photometric_jitter(image, aug)

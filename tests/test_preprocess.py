@@ -1,0 +1,83 @@
+"""Training augmentation keeps image and label aligned, pads with mean / ignore, crops exactly."""
+import numpy as np
+import pytest
+
+from fcn.compat import tf, tf1
+from fcn.config import Config
+from fcn.data import preprocess
+from fcn.nets.vgg import MEAN_RGB
+
+COLOURS = np.array([[200, 30, 30], [30, 200, 30], [30, 30, 200]], np.uint8)
+
+
+def blocks(height=48, width=64):
+    """A label of 3 rectangles and an image whose colour is the class colour."""
+    label = np.zeros((height, width), np.uint8)
+    label[:, width // 3:] = 1
+    label[height // 2:, 2 * width // 3:] = 2
+    return COLOURS[label], label
+
+
+def augment(image, label, crop, **aug):
+    options = dict(min_scale=1.0, max_scale=1.0, scale_step=0.0, flip=False,
+                   brightness=0.0, contrast=0.0, saturation=0.0, hue=0.0)
+    options.update(aug)
+    with tf.Graph().as_default():
+        tf1.set_random_seed(1)
+        out = preprocess.preprocess_train(tf.constant(image), tf.constant(label[:, :, None]), crop, Config(options))
+        with tf1.Session() as sess:
+            return [sess.run(out) for _ in range(6)]
+
+
+def test_identity_when_crop_equals_image_and_no_scaling():
+    image, label = blocks(64, 64)
+    for out_image, out_label in augment(image, label, 64):
+        np.testing.assert_allclose(out_image, image, atol=1e-3)
+        np.testing.assert_array_equal(out_label, label)
+
+
+def erode(mask):
+    """Binary erosion by one pixel; the crop's own edges count as borders."""
+    out = mask & np.roll(mask, 1, 0) & np.roll(mask, -1, 0) & np.roll(mask, 1, 1) & np.roll(mask, -1, 1)
+    out[[0, -1], :] = False
+    out[:, [0, -1]] = False
+    return out
+
+
+@pytest.mark.parametrize('scale', [0.5, 1.5, 2.0])
+def test_scaled_crops_keep_image_and_label_aligned(scale):
+    image, label = blocks()
+    for out_image, out_label in augment(image, label, 40, min_scale=scale, max_scale=scale):
+        assert out_image.shape == (40, 40, 3) and out_label.shape == (40, 40)
+        assert set(np.unique(out_label)) <= {0, 1, 2, 255}
+        for c in range(3):
+            inner = (out_label == c)
+            # away from class borders (bilinear mixes source pixels up to `scale` output pixels apart)
+            eroded = erode(erode(inner))
+            if eroded.any():
+                np.testing.assert_allclose(out_image[eroded], np.broadcast_to(COLOURS[c], out_image[eroded].shape), atol=1)
+
+
+def test_small_images_pad_with_mean_and_ignore():
+    image, label = blocks(20, 24)
+    for out_image, out_label in augment(image, label, 32):
+        np.testing.assert_array_equal(out_label[20:], 255)
+        np.testing.assert_array_equal(out_label[:, 24:], 255)
+        np.testing.assert_allclose(out_image[20:, 0], np.broadcast_to(MEAN_RGB, (12, 3)), atol=1e-3)
+        np.testing.assert_array_equal(out_label[:20, :24], label)  # scale 1: the image itself, top-left
+
+
+def test_flip_mirrors_image_and_label_together():
+    image, label = blocks(32, 32)
+    outputs = augment(image, label, 32, flip=True)
+    flipped = [np.array_equal(out_label, label[:, ::-1]) for _, out_label in outputs]
+    assert any(flipped) and not all(flipped)  # random: both happen over 6 draws with this seed
+    for out_image, out_label in outputs:
+        expected = COLOURS[out_label]
+        np.testing.assert_allclose(out_image, expected, atol=1e-3)
+
+
+def test_upscaled_borders_take_edge_values_not_padding():
+    image, label = blocks(32, 32)
+    for _, out_label in augment(image, label, 64, min_scale=2.0, max_scale=2.0):
+        assert not (out_label == 255).any()  # 32 * 2 = 64 fills the crop: no ignore pixels
