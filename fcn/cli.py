@@ -21,10 +21,9 @@ def run_main(main):
 
     Set FCN_DEBUG=1 to see the full traceback.
     """
-    # Imported here: each pulls in TensorFlow, which the --help path should not pay for.
-    from fcn.checkpoints import CheckpointError
-    from fcn.hooks import NonFiniteLossError
-    user_errors = (ValueError, KeyError, FileNotFoundError, NotADirectoryError, CheckpointError, NonFiniteLossError)
+    # ConfigError, CheckpointError, DatasetError and ClusterError are ValueErrors and
+    # NonFiniteLossError a FloatingPointError: no TensorFlow import needed to catch them.
+    user_errors = (ValueError, KeyError, FileNotFoundError, NotADirectoryError, FloatingPointError)
     try:
         return main()
     except user_errors as e:

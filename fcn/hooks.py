@@ -5,7 +5,7 @@ import time
 from fcn.compat import tf1
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(FloatingPointError):
     """The loss became NaN or Inf; the run stops before any checkpoint of it is written."""
 
 
