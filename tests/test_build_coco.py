@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import datasets_fixtures as fx
-from fcn.data import build, coco
+from fcn.data import build, coco, records
 from fcn.data.palette import VOC_CLASSES, voc_palette
 
 
@@ -155,3 +155,18 @@ def test_label_map_names():
     assert mapping[1] == names.index('person') and mapping[63] == names.index('sofa')
     assert mapping[5] == names.index('aeroplane') and mapping[72] == names.index('tvmonitor')
     assert 28 not in mapping and 0 not in mapping
+
+
+def test_cli_coco_label_map_and_threshold(coco_dir, tmp_path, repo_root, capsys):
+    import importlib.util
+    root, _ = coco_dir
+    loader = importlib.util.spec_from_file_location('build_tfrecords', os.path.join(repo_root, 'build_tfrecords.py'))
+    cli = importlib.util.module_from_spec(loader)
+    loader.loader.exec_module(cli)
+    out = str(tmp_path / 'out')
+    code = cli.main(['--dataset', 'coco', '--data_dir', root, '--labels', 'coco', '--min_labeled_fraction', '0.05',
+                     '--out', out, '--num_workers', '1', '--no_progress'])
+    assert code == 0, capsys.readouterr().err
+    summary = records.read_summary(out)
+    assert summary['num_classes'] == len(fx.COCO_CATEGORIES) + 1
+    assert summary['splits']['train']['num_images'] == 1 and len(summary['splits']['train']['skipped']) == 2
