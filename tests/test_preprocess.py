@@ -81,3 +81,13 @@ def test_upscaled_borders_take_edge_values_not_padding():
     image, label = blocks(32, 32)
     for _, out_label in augment(image, label, 64, min_scale=2.0, max_scale=2.0):
         assert not (out_label == 255).any()  # 32 * 2 = 64 fills the crop: no ignore pixels
+
+
+def test_photometric_jitter_changes_colours_but_not_labels():
+    image, label = blocks(32, 32)
+    plain = augment(image, label, 32)
+    jittered = augment(image, label, 32, brightness=0.3, contrast=0.3, saturation=0.3, hue=0.1)
+    for (plain_image, plain_label), (jit_image, jit_label) in zip(plain, jittered):
+        np.testing.assert_array_equal(plain_label, jit_label)
+        assert np.abs(plain_image - jit_image).mean() > 1.0
+        assert jit_image.min() >= 0.0 and jit_image.max() <= 255.0
