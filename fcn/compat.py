@@ -12,6 +12,9 @@ between the two lives (and is tested, tests/test_compat.py) in this module alone
 - slim layers warn that `layer.apply` is deprecated on every call: filtered here.
 - `tf.compat.v1.train.checkpoint_exists` is deprecated: `checkpoint_exists` below checks
   the index file instead.
+- `tf.compat.v1.mixed_precision.enable_mixed_precision_graph_rewrite` switches the float16
+  rewrite on for every later Session of the process (global state): `loss_scale_optimizer`
+  and `session_options` do the same two things scoped to one run.
 """
 import os
 import warnings
@@ -20,6 +23,7 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 import tensorflow as tf  # noqa: E402
 import tf_slim as slim  # noqa: E402
+from tensorflow.core.protobuf import rewriter_config_pb2  # noqa: E402
 from tf_slim.data import tfexample_decoder  # noqa: E402
 
 tf1 = tf.compat.v1
@@ -66,3 +70,21 @@ def checkpoint_exists(prefix):
 
 def gpu_count():
     return len(tf.config.list_physical_devices('GPU'))
+
+
+def loss_scale_optimizer(optimizer):
+    """`optimizer` with dynamic loss scaling, the half of the mixed-precision graph rewrite
+    that guards float16 gradients from underflow (a step with non-finite gradients is skipped
+    and the scale lowered)."""
+    return tf1.mixed_precision.MixedPrecisionLossScaleOptimizer(optimizer, loss_scale='dynamic')
+
+
+def session_options(config, xla=False, mixed_precision=False):
+    """`config` (a ConfigProto, changed in place and returned) with XLA auto-clustering
+    (global_jit_level ON_1) and/or grappler's float16 rewrite, the other half of mixed
+    precision. Both act on GPUs only: on a CPU-only machine TensorFlow skips them."""
+    if xla:
+        config.graph_options.optimizer_options.global_jit_level = tf1.OptimizerOptions.ON_1
+    if mixed_precision:
+        config.graph_options.rewrite_options.auto_mixed_precision = rewriter_config_pb2.RewriterConfig.ON
+    return config

@@ -75,3 +75,34 @@ def test_graph_mode_and_layer_apply_warning_filtered():
     run = subprocess.run([sys.executable, '-W', 'default', '-c', code], capture_output=True, text=True, timeout=120)
     assert 'built' in run.stdout, run.stderr
     assert 'layer.apply' not in run.stderr
+
+
+def test_loss_scale_optimizer_skips_non_finite_steps_and_lowers_the_scale():
+    with tf.Graph().as_default():
+        x = tf1.Variable(1.0, name='x')
+        factor = tf1.placeholder(tf.float32, [])
+        optimizer = compat.loss_scale_optimizer(tf1.train.GradientDescentOptimizer(0.1))
+        train_op = optimizer.minimize(factor * x * x)
+        scale = [v for v in tf1.global_variables() if v.op.name == 'current_loss_scale'][0]
+        with tf1.Session() as sess:
+            sess.run(tf1.global_variables_initializer())
+            initial_scale = sess.run(scale)
+            sess.run(train_op, {factor: 1.0})
+            assert sess.run(x) == pytest.approx(0.8)  # gradients unscaled: plain SGD, 1 - 0.1 * 2
+            sess.run(train_op, {factor: float('inf')})
+            assert sess.run(x) == pytest.approx(0.8)  # the non-finite step is skipped
+            assert sess.run(scale) == initial_scale / 2
+
+
+def test_session_options_set_xla_and_float16_rewrite_which_leave_cpu_float32():
+    config = compat.session_options(tf1.ConfigProto(), xla=True, mixed_precision=True)
+    assert config.graph_options.optimizer_options.global_jit_level == tf1.OptimizerOptions.ON_1
+    assert config.graph_options.rewrite_options.auto_mixed_precision == compat.rewriter_config_pb2.RewriterConfig.ON
+    plain = compat.session_options(tf1.ConfigProto())
+    assert plain == tf1.ConfigProto()
+    with tf.Graph().as_default():
+        a = tf1.placeholder(tf.float32, [1, 1])
+        product = tf.matmul(a, tf.ones([1, 1]))  # MatMul is on the float16 allow list
+        with tf1.Session(config=config) as sess:
+            value = sess.run(product, {a: [[1.0001]]})
+    assert value[0, 0] == np.float32(1.0001)  # float16 would round it to 1.0
