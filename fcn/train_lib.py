@@ -7,7 +7,7 @@ config. Restarting the same command resumes from the run dir's latest checkpoint
 import os
 
 from fcn import checkpoints, cluster, deploy, losses, optim
-from fcn.compat import slim, tf, tf1
+from fcn.compat import loss_scale_optimizer, session_options, slim, tf, tf1
 from fcn.config import ConfigError, save_config
 from fcn.data import provider, records
 from fcn.data.preprocess import train_preprocess_fn
@@ -61,6 +61,8 @@ class TrainGraph:
         with tf1.device(config.optimizer_device()):
             self.learning_rate = optim.learning_rate(cfg.train, self.global_step, cfg.train.steps)
             self.optimizer = optim.make_optimizer(cfg.train, self.learning_rate)
+            if cfg.train.mixed_precision:
+                self.optimizer = loss_scale_optimizer(self.optimizer)
             if self.cluster_info is not None and cfg.deploy.sync_replicas:
                 self.optimizer, self.sync_hooks = cluster.sync_optimizer(
                     self.optimizer, self.cluster_info, cfg.deploy.replicas_to_aggregate)
@@ -124,6 +126,12 @@ def _trainable_variables(cfg):
         raise ConfigError('train.trainable_scopes %r match no variable (e.g. %s)'
                           % (scopes, variables[0].op.name if variables else 'none'))
     return chosen
+
+
+def session_config(cfg):
+    """The training sessions' ConfigProto: soft placement, train.xla, train.mixed_precision."""
+    return session_options(tf1.ConfigProto(allow_soft_placement=True),
+                           xla=cfg.train.xla, mixed_precision=cfg.train.mixed_precision)
 
 
 def prepare_run_dir(cfg):
