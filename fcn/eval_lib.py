@@ -1,18 +1,104 @@
-"""Evaluation: confusion matrix over a split -> mIoU & co., once or following a training run."""
+"""Evaluation: confusion matrix over a split -> mIoU & co., once or following a training run.
+
+Also the two pieces export shares with eval, so a frozen graph predicts what eval measured:
+`predict_classes` (the inference graph, optionally multi-scale and flipped) and
+`ModelRestorer` (checkpoint -> model, EMA shadows when training kept them).
+"""
 import json
 import os
+import shutil
 import time
 
+import cv2
 import numpy as np
 from tqdm import tqdm
 
-from fcn import metrics
+from fcn import metrics, optim
 from fcn.compat import latest_checkpoint, tf, tf1
+from fcn.config import ConfigError
 from fcn.data import provider
 from fcn.nets.fcn import build_model
 
 EVAL_SUBDIR = 'eval'
+BEST_SUBDIR = 'best'
+BEST_FILE = 'best.json'
+CONFUSION_TAG = 'eval/confusion_matrix'
+CONFUSION_PIXELS = 640  # the heatmap's side, about: cells of 640 / num_classes pixels (2 to 32)
 
+
+# --- inference graph (shared with export) ---------------------------------------------------
+
+def predict_classes(images, cfg, num_classes):
+    """Class ids [B, H, W] (int32) for RGB float images [B, H, W, 3] in [0, 255].
+
+    The argmax of the model's logits; with eval.scales other than [1.0] or eval.flip, the
+    argmax of softmax probabilities averaged over one pass per scale (input resized by the
+    scale, probabilities resized back to H x W) and, with flip, over the mirrored input of
+    each scale (probabilities mirrored back). Summing each scale's two passes first makes the
+    average exactly mirror-symmetric: f(mirror(x)) = mirror(f(x)).
+    """
+    scales = inference_scales(cfg.eval)
+    if scales == [1.0] and not cfg.eval.flip:
+        logits, _ = build_model(images, cfg, num_classes, is_training=False)
+        return tf.argmax(logits, axis=3, output_type=tf.int32)
+    total = None
+    for i, scale in enumerate(scales):
+        probabilities = _probabilities(images, cfg, num_classes, scale, reuse=i > 0)
+        if cfg.eval.flip:
+            mirrored = _probabilities(tf.reverse(images, [2]), cfg, num_classes, scale, reuse=True)
+            probabilities = probabilities + tf.reverse(mirrored, [2])
+        total = probabilities if total is None else total + probabilities
+    return tf.argmax(total, axis=3, output_type=tf.int32)  # argmax of the sum = of the average
+
+
+def inference_scales(eval_cfg):
+    scales = eval_cfg.scales
+    if not scales or not all(isinstance(s, (int, float)) and not isinstance(s, bool) and s > 0 for s in scales):
+        raise ConfigError('eval.scales must be a non-empty list of positive numbers, got %r' % (scales,))
+    return [float(s) for s in scales]
+
+
+def _probabilities(images, cfg, num_classes, scale, reuse):
+    """Softmax [B, H, W, C] of the model run on `images` resized by `scale`, resized back."""
+    size = tf.shape(images)[1:3]
+    if scale != 1.0:
+        scaled_size = tf.maximum(tf.cast(tf.round(tf.cast(size, tf.float32) * scale), tf.int32), 1)
+        images = tf.image.resize(images, scaled_size, method='bilinear')
+    with tf1.variable_scope(tf1.get_variable_scope(), reuse=True if reuse else None):
+        logits, _ = build_model(images, cfg, num_classes, is_training=False)
+    probabilities = tf.nn.softmax(logits)
+    return probabilities if scale == 1.0 else tf.image.resize(probabilities, size, method='bilinear')
+
+
+class ModelRestorer:
+    """Restores the current graph's model from a training checkpoint.
+
+    With train.ema_decay > 0 the trainable variables get their EMA shadow values
+    (`name/ExponentialMovingAverage`), the others their own; the global step is left out.
+    Build it after the model, in the same graph.
+    """
+
+    def __init__(self, cfg):
+        self.ema_decay = cfg.train.ema_decay
+        if self.ema_decay:
+            names = optim.ema_variables_to_restore(self.ema_decay)
+        else:
+            names = {v.op.name: v for v in tf1.global_variables()}
+        self.variables = {name: v for name, v in names.items() if v.op.name != 'global_step'}
+        self.saver = tf1.train.Saver(self.variables)
+
+    def restore(self, sess, checkpoint):
+        reader = tf.train.load_checkpoint(checkpoint)
+        missing = sorted(name for name in self.variables if not reader.has_tensor(name))
+        if missing:
+            hint = (' (train.ema_decay is %g but the checkpoint may have been trained without it; '
+                    'set train.ema_decay=0 to use its raw weights)' % self.ema_decay if self.ema_decay else '')
+            raise ValueError('%s lacks %d model variables, e.g. %s%s'
+                             % (checkpoint, len(missing), ', '.join(missing[:3]), hint))
+        self.saver.restore(sess, checkpoint)
+
+
+# --- the eval graph -------------------------------------------------------------------------
 
 class EvalGraph:
     """The eval graph, built once and restored from each checkpoint in turn."""
@@ -23,14 +109,12 @@ class EvalGraph:
         with self.graph.as_default():
             self.dataset = provider.dataset_from_config(cfg, split or cfg.data.eval_split)
             example = provider.eval_example(self.dataset)
-            logits, _ = build_model(example['images'], cfg, self.dataset.num_classes, is_training=False)
-            self.predictions = tf.argmax(logits, axis=3, output_type=tf.int32)
+            self.predictions = predict_classes(example['images'], cfg, self.dataset.num_classes)
             self.labels = example['labels']
             self.filename = example['filename']
             self.confusion = _streaming_confusion(self.labels, self.predictions,
                                                   self.dataset.num_classes, self.dataset.ignore_label)
-            self.saver = tf1.train.Saver(_restore_map(cfg))
-            self.global_step = tf1.train.get_or_create_global_step()
+            self.restorer = ModelRestorer(cfg)
 
     def num_images(self):
         limit = self.cfg.eval.max_images
@@ -40,7 +124,7 @@ class EvalGraph:
         """Evaluates one checkpoint over the split; returns (results dict, global step)."""
         with tf1.Session(graph=self.graph) as sess:
             sess.run(tf1.local_variables_initializer())
-            self.saver.restore(sess, checkpoint)
+            self.restorer.restore(sess, checkpoint)
             step = int(tf.train.load_checkpoint(checkpoint).get_tensor('global_step'))
             coord = tf1.train.Coordinator()
             threads = tf1.train.start_queue_runners(sess, coord=coord)
@@ -77,35 +161,106 @@ def _streaming_confusion(labels, predictions, num_classes, ignore_label):
     return _Confusion(total, tf1.assign_add(total, batch))
 
 
-def _restore_map(cfg):
-    """Model variables to restore (the global step comes from the checkpoint reader)."""
-    return [v for v in tf1.global_variables() if not v.name.startswith('global_step')]
-
+# --- results: JSON, TensorBoard -------------------------------------------------------------
 
 def write_results(run_dir, results, class_names):
-    """JSON (per step + latest) and TensorBoard scalars under run_dir/eval."""
+    """JSON (per step + latest) and TensorBoard scalars + confusion heatmap under run_dir/eval."""
     out_dir = os.path.join(run_dir, EVAL_SUBDIR)
     os.makedirs(out_dir, exist_ok=True)
     step = results['global_step']
     for name in ('metrics-%08d.json' % step, 'latest.json'):
-        path = os.path.join(out_dir, name)
-        with open(path + '.tmp', 'w') as f:
-            json.dump(results, f, indent=2)
-        os.replace(path + '.tmp', path)
-    _write_summaries(out_dir, results, step)
+        _write_json(os.path.join(out_dir, name), results)
+    _write_summaries(out_dir, results, class_names, step)
     return os.path.join(out_dir, 'metrics-%08d.json' % step)
 
 
-def _write_summaries(out_dir, results, step):
+def _write_json(path, data):
+    with open(path + '.tmp', 'w') as f:
+        json.dump(data, f, indent=2)
+    os.replace(path + '.tmp', path)
+
+
+def _write_summaries(out_dir, results, class_names, step):
     values = [tf1.Summary.Value(tag='eval/%s' % key, simple_value=results[key])
               for key in ('miou', 'fwiou', 'pixel_accuracy', 'mean_class_accuracy')]
     for name, iou in results['per_class_iou'].items():
         if iou is not None:
             values.append(tf1.Summary.Value(tag='eval_class_iou/%s' % name, simple_value=iou))
+    values.append(_image_value(CONFUSION_TAG, confusion_image(results['confusion_matrix'], class_names)))
     writer = tf1.summary.FileWriterCache.get(out_dir)
     writer.add_summary(tf1.Summary(value=values), step)
     writer.flush()
 
+
+def _image_value(tag, rgb):
+    ok, png = cv2.imencode('.png', np.ascontiguousarray(rgb[:, :, ::-1]))
+    assert ok, 'PNG encoding failed'
+    image = tf1.Summary.Image(height=rgb.shape[0], width=rgb.shape[1], colorspace=3,
+                              encoded_image_string=png.tobytes())
+    return tf1.Summary.Value(tag=tag, image=image)
+
+
+def confusion_image(confusion, class_names=None):
+    """The row-normalised confusion matrix as an RGB viridis heatmap (rows: ground truth,
+    columns: prediction), with a margin of row names and percentages in the cells when the
+    cells are large enough to read (up to about 20 classes)."""
+    normalized = metrics.normalized_confusion(confusion)
+    size = len(normalized)
+    cell = int(np.clip(CONFUSION_PIXELS // size, 2, 32))
+    heat = cv2.applyColorMap(np.round(normalized * 255).astype(np.uint8), cv2.COLORMAP_VIRIDIS)[:, :, ::-1]
+    cells = np.ascontiguousarray(np.repeat(np.repeat(heat, cell, axis=0), cell, axis=1))
+    if cell < 28 or not class_names:
+        return cells
+    for (i, j), value in np.ndenumerate(normalized):
+        colour = (0, 0, 0) if value > 0.5 else (255, 255, 255)
+        cv2.putText(cells, '%d' % round(100 * value), (j * cell + 3, i * cell + cell // 2 + 4),
+                    cv2.FONT_HERSHEY_SIMPLEX, 0.35, colour, 1, cv2.LINE_AA)
+    names = np.full((cells.shape[0], 130, 3), 255, np.uint8)
+    for i, name in enumerate(class_names):
+        cv2.putText(names, name[:18], (4, i * cell + cell // 2 + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
+                    (0, 0, 0), 1, cv2.LINE_AA)
+    return np.concatenate([names, cells], axis=1)
+
+
+# --- the best checkpoint --------------------------------------------------------------------
+
+def read_best(run_dir):
+    """The record of run_dir/best (global_step, miou, checkpoint, source), or None."""
+    path = os.path.join(run_dir, BEST_SUBDIR, BEST_FILE)
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def keep_best(run_dir, checkpoint, results):
+    """Copies `checkpoint` to run_dir/best when its mIoU beats the recorded best; True if so.
+
+    Each file is copied under a temporary name and renamed; the checkpoint state file and
+    best.json are rewritten after the copy, and the previous best's files removed last, so
+    run_dir/best always names a complete checkpoint (eval/export --checkpoint run_dir/best).
+    """
+    best = read_best(run_dir)
+    if best is not None and results['miou'] <= best['miou']:
+        return False
+    best_dir = os.path.join(run_dir, BEST_SUBDIR)
+    os.makedirs(best_dir, exist_ok=True)
+    name = os.path.basename(checkpoint)
+    for path in tf.io.gfile.glob(checkpoint + '.*'):
+        target = os.path.join(best_dir, os.path.basename(path))
+        shutil.copyfile(path, target + '.tmp')
+        os.replace(target + '.tmp', target)
+    tf1.train.update_checkpoint_state(best_dir, name, all_model_checkpoint_paths=[name])
+    _write_json(os.path.join(best_dir, BEST_FILE),
+                {'global_step': results['global_step'], 'miou': results['miou'],
+                 'checkpoint': os.path.join(best_dir, name), 'source': checkpoint})
+    for entry in os.listdir(best_dir):
+        if entry not in (BEST_FILE, 'checkpoint') and not entry.startswith(name + '.'):
+            os.remove(os.path.join(best_dir, entry))
+    return True
+
+
+# --- entry points ---------------------------------------------------------------------------
 
 def resolve_checkpoint(cfg, override=None):
     """The checkpoint to evaluate: --checkpoint, eval.checkpoint, else the run dir's latest."""
@@ -117,28 +272,40 @@ def resolve_checkpoint(cfg, override=None):
     return path
 
 
+def _evaluate(graph, checkpoint, progress):
+    """Evaluates, writes the results and keeps the checkpoint if it is the best so far."""
+    results, _ = graph.run(checkpoint, progress)
+    run_dir = graph.cfg.train.run_dir
+    path = write_results(run_dir, results, graph.dataset.class_names)
+    if keep_best(run_dir, checkpoint, results):
+        print('new best mIoU %.2f%%: %s' % (100 * results['miou'], os.path.join(run_dir, BEST_SUBDIR)))
+    return results, path
+
+
 def evaluate_once(cfg, checkpoint=None, progress=True):
     """Evaluates one checkpoint, writes results, prints the per-class table; returns results."""
     checkpoint = resolve_checkpoint(cfg, checkpoint)
-    graph = EvalGraph(cfg)
-    results, _ = graph.run(checkpoint, progress)
-    path = write_results(cfg.train.run_dir, results, graph.dataset.class_names)
+    results, path = _evaluate(EvalGraph(cfg), checkpoint, progress)
     print(metrics.format_table(results))
     print('results written to %s' % path)
     return results
 
 
-def evaluate_loop(cfg, progress=True):
-    """Evaluates each new checkpoint of train.run_dir until the final step, max_evals or timeout."""
+def evaluate_loop(cfg, progress=True, max_evals=None, timeout_secs=None):
+    """Evaluates each new checkpoint of train.run_dir until the final step, `max_evals`
+    evaluations or `timeout_secs` without a new checkpoint (defaults: eval.max_evals,
+    eval.timeout_secs; null = no limit). Returns the number of evaluations."""
+    max_evals = cfg.eval.max_evals if max_evals is None else max_evals
+    timeout_secs = cfg.eval.timeout_secs if timeout_secs is None else timeout_secs
     graph = EvalGraph(cfg)
     evaluated = 0
     for checkpoint in tf1.train.checkpoints_iterator(cfg.train.run_dir, min_interval_secs=cfg.eval.interval_secs,
-                                                     timeout=cfg.eval.timeout_secs):
-        results, step = graph.run(checkpoint, progress)
-        write_results(cfg.train.run_dir, results, graph.dataset.class_names)
+                                                     timeout=timeout_secs):
+        results, _ = _evaluate(graph, checkpoint, progress)
+        step = results['global_step']
         print('%s step %d: mIoU %.2f%%' % (time.strftime('%H:%M:%S'), step, 100 * results['miou']))
         evaluated += 1
-        if step >= cfg.train.steps or (cfg.eval.max_evals and evaluated >= cfg.eval.max_evals):
+        if step >= cfg.train.steps or (max_evals and evaluated >= max_evals):
             break
     return evaluated
 
@@ -148,7 +315,7 @@ def predictions_for_split(cfg, checkpoint, split=None):
     graph = EvalGraph(cfg, split)
     out = []
     with tf1.Session(graph=graph.graph) as sess:
-        graph.saver.restore(sess, checkpoint)
+        graph.restorer.restore(sess, checkpoint)
         coord = tf1.train.Coordinator()
         threads = tf1.train.start_queue_runners(sess, coord=coord)
         for _ in range(graph.num_images()):

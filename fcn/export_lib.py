@@ -4,17 +4,17 @@ import os
 
 from fcn.compat import tf, tf1
 from fcn.data import records
-from fcn.nets.fcn import build_model
+from fcn.eval_lib import ModelRestorer, predict_classes
 
 INPUT_NAME = 'ImageTensor'
 OUTPUT_NAME = 'SemanticPredictions'
 
 
 def build_inference_graph(cfg, num_classes):
-    """Placeholder -> model -> argmax, named as DeepLab's exported graphs are."""
+    """Placeholder -> the eval graph's predictions (eval.scales, eval.flip), named as DeepLab's
+    exported graphs are."""
     images = tf1.placeholder(tf.uint8, [1, None, None, 3], name=INPUT_NAME)
-    logits, _ = build_model(tf.cast(images, tf.float32), cfg, num_classes, is_training=False)
-    predictions = tf.argmax(logits, axis=3, output_type=tf.int32)
+    predictions = predict_classes(tf.cast(images, tf.float32), cfg, num_classes)
     return images, tf.identity(predictions, name=OUTPUT_NAME)
 
 
@@ -33,20 +33,23 @@ def sidecar_path(model_path):
 
 
 def export(cfg, checkpoint, out_path):
-    """Writes the frozen graph (atomically) and its label sidecar; returns the graph's size."""
+    """Writes the frozen graph (atomically) and its label sidecar; returns the graph's size.
+
+    The weights are the checkpoint's EMA shadows when train.ema_decay > 0, as in eval."""
     info = label_info(cfg)
     graph = tf.Graph()
     with graph.as_default():
         build_inference_graph(cfg, info['num_classes'])
-        saver = tf1.train.Saver(tf1.global_variables())
+        restorer = ModelRestorer(cfg)
         with tf1.Session(graph=graph) as sess:
-            saver.restore(sess, checkpoint)
+            restorer.restore(sess, checkpoint)
             frozen = tf1.graph_util.convert_variables_to_constants(sess, graph.as_graph_def(), [OUTPUT_NAME])
     os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
     data = frozen.SerializeToString()
     _write_atomic(out_path, data, 'wb')
     info.update({'input': INPUT_NAME + ':0', 'output': OUTPUT_NAME + ':0', 'checkpoint': checkpoint,
-                 'model': cfg.model.to_dict()})
+                 'model': cfg.model.to_dict(), 'ema': bool(cfg.train.ema_decay),
+                 'scales': cfg.eval.scales, 'flip': cfg.eval.flip})
     _write_atomic(sidecar_path(out_path), json.dumps(info, indent=2), 'w')
     return len(data)
 

@@ -45,6 +45,13 @@ def scores(confusion, class_names=None):
     }
 
 
+def normalized_confusion(confusion):
+    """Each row divided by its sum: row i = where the pixels of class i went (empty rows stay 0)."""
+    confusion = np.asarray(confusion, dtype=np.float64)
+    rows = confusion.sum(axis=1, keepdims=True)
+    return np.divide(confusion, rows, out=np.zeros_like(confusion), where=rows > 0)
+
+
 def format_table(results):
     """A printable per-class IoU table with the summary metrics underneath."""
     lines = ['%-20s %8s' % ('class', 'IoU')]
