@@ -5,11 +5,13 @@
 Every task runs the same command (default `python train.py`, with --config/--set
 appended) with its own TF_CONFIG; worker 0 is the chief (there is no separate chief job,
 as fcn.cluster reads it). Each output line is prefixed with its task, e.g. `[worker:1] `.
-The job ends when the chief exits (the launcher exits with the chief's code), or as soon
-as another task fails: a worker exiting non-zero, or a ps exiting at all (ps tasks never
-finish by themselves); the launcher then names that task and exits non-zero. In both cases
-the remaining tasks are terminated (SIGTERM, then SIGKILL after --grace_secs). Tasks also
-get SIGTERM if the launcher itself dies (Linux), so a killed launcher leaves no job behind.
+The launcher prints each task's pid when it starts them. The job ends when the chief exits
+(the launcher exits with the chief's code), or as soon as another task fails: a worker
+exiting non-zero, or a ps exiting before the chief wrote <train.run_dir>/cluster.done (a
+ps returns only when the chief has written it, at the end of training; see
+fcn.cluster.serve_forever); the launcher then names that task and exits non-zero. In both
+cases the remaining tasks are terminated (SIGTERM, then SIGKILL after --grace_secs). Tasks
+also get SIGTERM if the launcher itself dies (Linux), so a killed launcher leaves no job behind.
 """
 import argparse
 import ctypes
@@ -22,7 +24,7 @@ import sys
 import threading
 import time
 
-from fcn.cluster import ClusterError, make_tf_config, validate_cluster_spec
+from fcn.cluster import ClusterError, done_file, make_tf_config, validate_cluster_spec, written_since
 from fcn.config import ConfigError, add_config_args, load_config
 
 HOST = '127.0.0.1'
@@ -138,8 +140,10 @@ def stream_output(task, sink, lock):
             sink.flush()
 
 
-def wait_for_end(tasks, poll_secs=0.1):
-    """Blocks until the chief exits or another task fails -> (exit code, message)."""
+def wait_for_end(tasks, poll_secs=0.1, chief_done=None):
+    """Blocks until the chief exits or another task fails -> (exit code, message).
+    `chief_done()` is True once the chief has signalled the end of training (the ps tasks
+    then return, possibly before the chief's process has exited)."""
     while True:
         for task in tasks:
             code = task.proc.poll()
@@ -149,6 +153,8 @@ def wait_for_end(tasks, poll_secs=0.1):
                 return exit_status(code), 'the chief %s %s' % (task.name, _ended(code))
             if task.job == 'worker' and code == 0:
                 continue  # finished its steps before the chief: normal
+            if task.job == 'ps' and code == 0 and chief_done is not None and chief_done():
+                continue  # the chief wrote its done file: the ps stopped serving, as it should
             return exit_status(code) or 1, '%s %s while the chief was running' % (task.name, _ended(code))
         time.sleep(poll_secs)
 
@@ -184,18 +190,23 @@ def _signal_group(task, signum):
         pass  # the group is gone already
 
 
-def run_job(spec, argv, grace_secs=10.0, sink=None):
-    """Runs one job to its end (see the module docstring) -> the launcher's exit code."""
+def run_job(spec, argv, grace_secs=10.0, sink=None, done_path=None):
+    """Runs one job to its end (see the module docstring) -> the launcher's exit code.
+    done_path: the chief's done file (fcn.cluster.done_file of the run dir), if known."""
     sink = sink or sys.stdout
     lock = threading.Lock()
     tasks, readers = [], []
+    started = time.time()
     try:
         tasks = start_tasks(spec, argv)
+        with lock:
+            print('fcn.launch: started %s' % ', '.join('%s (pid %d)' % (task.name, task.proc.pid) for task in tasks),
+                  file=sys.stderr, flush=True)
         for task in tasks:
             reader = threading.Thread(target=stream_output, args=(task, sink, lock), daemon=True)
             reader.start()
             readers.append(reader)
-        code, message = wait_for_end(tasks)
+        code, message = wait_for_end(tasks, chief_done=lambda: written_since(done_path, started))
     except KeyboardInterrupt:
         code, message = 130, 'interrupted'
     finally:
@@ -214,7 +225,7 @@ def _interrupt_on_sigterm(signum, frame):
 def main(argv=None):
     args = parse_args(argv)
     try:
-        load_config(args.config, args.overrides)  # a typo fails here once, not in every task
+        cfg = load_config(args.config, args.overrides)  # a typo fails here once, not in every task
         count = args.ps + args.workers
         ports = free_ports(count) if args.port_base is None else list(range(args.port_base, args.port_base + count))
         spec = make_cluster_spec(args.ps, args.workers, ports)
@@ -223,7 +234,8 @@ def main(argv=None):
         return 2
     signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
     try:
-        return run_job(spec, task_argv(args.command, args.config, args.overrides), args.grace_secs)
+        return run_job(spec, task_argv(args.command, args.config, args.overrides), args.grace_secs,
+                       done_path=done_file(cfg.train.run_dir))
     except OSError as e:
         print('fcn.launch: cannot start %r: %s' % (args.command or 'train.py', e), file=sys.stderr)
         return 2
