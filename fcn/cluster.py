@@ -34,8 +34,11 @@ How the trainer uses this module:
     sync_hooks = []
     if cfg.deploy.sync_replicas:
         optimizer, sync_hooks = cluster.sync_optimizer(optimizer, info, cfg.deploy.replicas_to_aggregate)
-    MonitoredTrainingSession(**cluster.session_kwargs(info, base_config), hooks=sync_hooks + ...,
-                             checkpoint_dir=run_dir)  # the chief initialises, saves, summarises
+    if cluster.is_chief(info):   # the chief initialises, saves, summarises
+        session = MonitoredTrainingSession(**cluster.session_kwargs(info, base_config),
+                                           hooks=sync_hooks + ..., checkpoint_dir=run_dir)
+    else:                        # the other workers wait for the chief's initialisation
+        session = cluster.worker_session(info, scaffold, sync_hooks + ..., base_config)
     if info is not None and info.is_chief:
         cluster.signal_done(cluster.done_file(run_dir))
 
@@ -54,6 +57,8 @@ SLURM_NUM_PS = 'FCN_NUM_PS'
 SLURM_PORT_BASE = 'FCN_PORT_BASE'
 DEFAULT_PORT_BASE = 8888
 STOP_GRACE_SECS = 5
+WORKER_POLL_SECS = 1.0
+WORKER_MAX_WAIT_SECS = 7200
 DONE_FILENAME = 'cluster.done'
 
 
@@ -295,12 +300,13 @@ def serve_forever(server, done_file=None, poll_secs=2.0):
     process is killed (fcn.launch, Kubernetes and Slurm all end the ps tasks of a job).
     `server` is kept referenced while serving; its gRPC threads do the work."""
     started = time.time()
-    while not _written_since(done_file, started):
+    while not written_since(done_file, started):
         time.sleep(poll_secs)
     return server
 
 
-def _written_since(path, since):
+def written_since(path, since):
+    """True when the file `path` exists and was written at or after time `since`."""
     if path is None:
         return False
     try:
@@ -351,6 +357,46 @@ def session_kwargs(info, base_config=None):
                 config=session_config(info, base_config), stop_grace_period_secs=STOP_GRACE_SECS)
 
 
+def worker_session(info, scaffold, hooks, base_config=None, poll_secs=WORKER_POLL_SECS,
+                   max_wait_secs=WORKER_MAX_WAIT_SECS):
+    """The MonitoredSession of a worker that is not the chief (call it with the training
+    graph as the default graph): what MonitoredTrainingSession(is_chief=False) makes, except
+    that it checks every `poll_secs` whether the chief has initialised (or restored) the
+    variables, where TF's WorkerSessionCreator checks every 30 s. A worker up before the
+    chief's initialisation, which is common, would otherwise idle up to 30 s, and with
+    synchronous replicas every other worker waits for it."""
+    from fcn.compat import tf1
+    if is_chief(info):
+        raise ValueError('worker_session is for the workers other than the chief')
+    kwargs = session_kwargs(info, base_config)
+    creator = _WorkerSessionCreator(scaffold, tf1.get_default_graph(), kwargs['master'], kwargs['config'],
+                                    poll_secs, max_wait_secs)
+    return tf1.train.MonitoredSession(session_creator=creator, hooks=hooks,
+                                      stop_grace_period_secs=kwargs['stop_grace_period_secs'])
+
+
+class _WorkerSessionCreator:
+    """A tf1.train.SessionCreator: tf1.train.WorkerSessionCreator with a poll interval."""
+
+    def __init__(self, scaffold, graph, master, config, poll_secs, max_wait_secs):
+        self._scaffold = scaffold
+        self._graph = graph
+        self._master = master
+        self._config = config
+        self._poll_secs = poll_secs
+        self._max_wait_secs = max_wait_secs
+
+    def create_session(self):
+        from fcn.compat import tf1
+        scaffold = self._scaffold
+        scaffold.finalize()
+        manager = tf1.train.SessionManager(
+            local_init_op=scaffold.local_init_op, ready_op=scaffold.ready_op,
+            ready_for_local_init_op=scaffold.ready_for_local_init_op, graph=self._graph,
+            recovery_wait_secs=self._poll_secs, local_init_feed_dict=scaffold.local_init_feed_dict)
+        return manager.wait_for_session(self._master, config=self._config, max_wait_secs=self._max_wait_secs)
+
+
 def sync_optimizer(optimizer, info, replicas_to_aggregate=None):
     """Wraps `optimizer` for synchronous training -> (optimizer, hooks).
 
@@ -363,9 +409,47 @@ def sync_optimizer(optimizer, info, replicas_to_aggregate=None):
     letting the first worker up run ahead alone."""
     if info is None:
         return optimizer, []
-    from fcn.compat import tf1
     replicas = replicas_to_aggregate or info.num_workers
-    sync = tf1.train.SyncReplicasOptimizer(optimizer, replicas_to_aggregate=replicas,
-                                           total_num_replicas=info.num_workers)
+    sync = _sync_replicas_class()(optimizer, replicas_to_aggregate=replicas, total_num_replicas=info.num_workers)
     num_tokens = max(0, replicas - info.num_workers)
     return sync, [sync.make_session_run_hook(info.is_chief, num_tokens=num_tokens)]
+
+
+_SYNC_REPLICAS_CLASS = None
+
+
+def _sync_replicas_class():
+    """tf1.train.SyncReplicasOptimizer whose chief queue runner ends quietly when the session
+    closes (built on first use: TensorFlow is imported lazily).
+
+    At the end of training the chief's aggregation thread (QueueRunnerThread-sync_token_q)
+    is blocked waiting for gradients of a step no worker will run. Closing the session
+    cancels that wait with CancelledError, which the stock QueueRunner reports to the
+    already-joined Coordinator; that re-raises it, and the thread dies printing
+    "Exception in thread QueueRunnerThread-sync_token_q-...: CancelledError: Step was
+    cancelled by an explicit call to `Session::Close()`". The runner below ignores a
+    CancelledError only once a stop was requested (the session is closing); at any other
+    time it is reported as before."""
+    global _SYNC_REPLICAS_CLASS
+    if _SYNC_REPLICAS_CLASS is not None:
+        return _SYNC_REPLICAS_CLASS
+    from fcn.compat import tf, tf1
+
+    class ChiefQueueRunner(tf1.train.QueueRunner):
+        def _run(self, sess, enqueue_op, coord=None):
+            try:
+                super()._run(sess, enqueue_op, coord)
+            except tf.errors.CancelledError:
+                if coord is None or not coord.should_stop():
+                    raise
+
+    class SyncReplicasOptimizer(tf1.train.SyncReplicasOptimizer):
+        def get_chief_queue_runner(self):
+            runner = super().get_chief_queue_runner()
+            # Same queue and ops (none added to the graph), quiet at close.
+            return ChiefQueueRunner(queue=runner.queue, enqueue_ops=runner.enqueue_ops,
+                                    close_op=runner.close_op, cancel_op=runner.cancel_op,
+                                    queue_closed_exception_types=runner.queue_closed_exception_types)
+
+    _SYNC_REPLICAS_CLASS = SyncReplicasOptimizer
+    return SyncReplicasOptimizer

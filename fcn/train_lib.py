@@ -200,11 +200,16 @@ def train(cfg, cluster_info=None, log=print):
 def _run_session(cfg, graph, scaffold, cluster_info, hooks, chief_hooks):
     base_config = tf1.ConfigProto(allow_soft_placement=True)
     with graph.graph.as_default():
-        session = tf1.train.MonitoredTrainingSession(
-            checkpoint_dir=cfg.train.run_dir, scaffold=scaffold, hooks=hooks, chief_only_hooks=chief_hooks,
-            save_checkpoint_secs=None, save_checkpoint_steps=None,
-            save_summaries_steps=cfg.train.summary_every_steps, log_step_count_steps=None,
-            **cluster.session_kwargs(cluster_info, base_config))
+        if cluster.is_chief(cluster_info):
+            session = tf1.train.MonitoredTrainingSession(
+                checkpoint_dir=cfg.train.run_dir, scaffold=scaffold, hooks=hooks, chief_only_hooks=chief_hooks,
+                save_checkpoint_secs=None, save_checkpoint_steps=None,
+                save_summaries_steps=cfg.train.summary_every_steps, log_step_count_steps=None,
+                **cluster.session_kwargs(cluster_info, base_config))
+        else:
+            # Another worker: MonitoredTrainingSession(is_chief=False)'s session, but polling for
+            # the chief's initialisation every second instead of every 30 s (fcn.cluster).
+            session = cluster.worker_session(cluster_info, scaffold, hooks, base_config)
         step = None
         with session:
             while not session.should_stop():
