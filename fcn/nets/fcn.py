@@ -1,9 +1,35 @@
-"""FCN-32s: VGG-16 trunk -> fc8 scores (num_classes) -> 32x learnable bilinear upsampling."""
+"""FCN-32s / FCN-16s / FCN-8s (Long et al.) on the VGG-16 trunk.
+
+    fcn32s: fc8 ------------------------------------------------> upscore32 (x32)
+    fcn16s: fc8 -> upscore2 (x2) + score_pool4(pool4) = fuse_pool4 -> upscore16 (x16)
+    fcn8s:  fuse_pool4 -> upscore_pool4 (x2) + score_pool3(pool3) = fuse_pool3 -> upscore8 (x8)
+
+Variable scopes, chosen so each net starts from the previous one's checkpoint:
+  vgg_16/*                    trunk + fc8 (num_classes): the names of vgg_16.ckpt, shared by all three
+  fcn/upscore32               fcn32s's final upsampling (not part of 16s / 8s)
+  fcn/upscore2, fcn/score_pool4            added by fcn16s, shared with fcn8s
+  fcn/upscore16                            fcn16s's final upsampling (not part of 8s)
+  fcn/upscore_pool4, fcn/score_pool3, fcn/upscore8   added by fcn8s
+So fcn16s from an fcn32s run restores vgg_16/* and excludes [fcn]; fcn8s from an fcn16s run
+restores vgg_16/*, fcn/upscore2 and fcn/score_pool4 and excludes NEW_SCOPES['fcn8s'].
+
+Skip score layers start at zero (as in Long et al.), so at initialisation the skip adds
+nothing and the net predicts from its coarser scores only (interpolated differently: see
+tests/test_fcn_heads.py for what exactly carries over).
+"""
 from fcn.compat import slim, tf, tf1
 from fcn.nets import upsample, vgg
 
 STRIDE = 32
 HEAD_SCOPE = 'fcn'
+# skips fused by each net; its output stride is 32 / 2**skips
+NUM_SKIPS = {'fcn32s': 0, 'fcn16s': 1, 'fcn8s': 2}
+# skips in the order they are fused: (trunk end point, score layer, 2x upsampling into it, at-once scale)
+SKIPS = (('pool4', 'score_pool4', 'upscore2', 0.01),
+         ('pool3', 'score_pool3', 'upscore_pool4', 0.0001))
+# scopes a net has that its predecessor (32s -> 16s -> 8s) lacks: init.exclude_scopes to start from it
+NEW_SCOPES = {'fcn16s': ('fcn',),
+              'fcn8s': ('fcn/score_pool3', 'fcn/upscore_pool4', 'fcn/upscore8')}
 
 
 def padded_size(size, multiple=STRIDE):
@@ -19,40 +45,93 @@ def pad_to_stride(images):
     return tf.pad(images, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]])
 
 
-def fcn32s(images, num_classes, is_training=False, width=1.0, dropout_keep_prob=0.5,
-           weight_decay=0.0005, upsample_trainable=True):
-    """Per-pixel class logits [B, H, W, num_classes] for RGB `images` [B, H, W, 3] in [0, 255].
+def _score_conv(inputs, num_classes, scope):
+    """A 1x1 linear score layer, zero-initialised (weights; biases are zero by the arg scope)."""
+    return slim.conv2d(inputs, num_classes, [1, 1], activation_fn=None,
+                       weights_initializer=tf1.zeros_initializer(), scope=scope)
 
-    Any H, W: inputs are padded to a multiple of 32 and the logits cropped back, so
-    train, eval, export and predict all share this one function.
-    Variables: vgg_16/* (as vgg_16.ckpt, fc8 with num_classes outputs) and fcn/upscore32.
+
+def vgg_scores(images, num_classes, is_training=False, width=1.0, dropout_keep_prob=0.5,
+               weight_decay=0.0005):
+    """fc8 class scores at stride 32 for RGB `images` [B, H, W, 3] in [0, 255], any H, W.
+
+    The fully convolutional VGG-16 classifier: mean subtracted, padded to a multiple of 32
+    (end point 'inputs'), trunk, fc8. Returns (scores [B, ceil(H/32), ceil(W/32), num_classes],
+    end_points with pool3, pool4, fc7, fc8). Variables: vgg_16/* as in vgg_16.ckpt, fc8 with
+    `num_classes` outputs (zero-initialised).
     """
     inputs = pad_to_stride(vgg.subtract_mean(images))
     with tf1.variable_scope(vgg.SCOPE, values=[inputs]):
         with slim.arg_scope(vgg.arg_scope(weight_decay)):
             fc7, end_points = vgg.vgg_16_trunk(inputs, width, is_training, dropout_keep_prob)
-            # Zero-initialised score layer, as in Long et al.: training starts from uniform scores.
-            scores = slim.conv2d(fc7, num_classes, [1, 1], activation_fn=None,
-                                 weights_initializer=tf1.zeros_initializer(), scope='fc8')
+            scores = _score_conv(fc7, num_classes, 'fc8')
+    end_points['inputs'] = inputs
     end_points['fc8'] = scores
-    padded_shape = tf.shape(inputs)
-    with tf1.variable_scope(HEAD_SCOPE):
-        logits = upsample.upsample_conv_transpose(
-            scores, STRIDE, [padded_shape[0], padded_shape[1], padded_shape[2], num_classes],
-            trainable=upsample_trainable, scope='upscore32')
+    return scores, end_points
+
+
+def _upsample(scores, factor, size_like, trainable, scope):
+    """`scores` upsampled by `factor` to the spatial size of `size_like`.
+
+    Padding to 32 makes every skip exactly 2x its coarser input, and the aligned transposed
+    conv puts output pixel i at input position (i - (f-1)/2) / f: with SAME convs and 2x2
+    pools, pool4 pixel i is centred on image pixel 16i + 7.5 and fc8 pixel j on 32j + 15.5,
+    so the 2x output lands on pool4's centres. Caffe's crop offsets (5, 9) come from its
+    100-pixel input padding; here the crop is at offset 0, to `size_like`'s size.
+    """
+    shape = tf.shape(size_like)
+    num_classes = scores.get_shape().as_list()[-1]
+    return upsample.upsample_conv_transpose(
+        scores, factor, [shape[0], shape[1], shape[2], num_classes], trainable=trainable, scope=scope)
+
+
+def _fuse_skips(scores, end_points, num_skips, upsample_trainable, skip_scaling):
+    """Adds the first `num_skips` skips (pool4, then pool3) to the stride-32 scores."""
+    num_classes = scores.get_shape().as_list()[-1]
+    for layer, score_scope, upsample_scope, scale in SKIPS[:num_skips]:
+        skip = end_points[layer]
+        if skip_scaling:  # the "at-once" recipe: keep the skip's scores small next to fc8's
+            skip = skip * scale
+        skip_scores = _score_conv(skip, num_classes, score_scope)
+        upscored = _upsample(scores, 2, skip_scores, upsample_trainable, upsample_scope)
+        scores = tf.add(upscored, skip_scores, name='fuse_' + layer)
+        end_points[score_scope] = skip_scores
+        end_points['fuse_' + layer] = scores
+    return scores
+
+
+def fcn(images, num_classes, name='fcn32s', is_training=False, width=1.0, dropout_keep_prob=0.5,
+        weight_decay=0.0005, upsample_trainable=True, skip_scaling=False):
+    """Per-pixel class logits [B, H, W, num_classes] for RGB `images` [B, H, W, 3] in [0, 255].
+
+    `name` is fcn32s, fcn16s or fcn8s. Any H, W: inputs are padded to a multiple of 32 and
+    the logits cropped back, so train, eval, export and predict all share this one function.
+    `upsample_trainable` applies to every transposed conv; `skip_scaling` multiplies pool4 by
+    0.01 and pool3 by 0.0001 before scoring (Long et al.'s "at-once" FCN-8s).
+    """
+    stride = STRIDE >> NUM_SKIPS[name]
+    scores, end_points = vgg_scores(images, num_classes, is_training, width, dropout_keep_prob, weight_decay)
+    with tf1.variable_scope(HEAD_SCOPE), slim.arg_scope(vgg.arg_scope(weight_decay)):
+        scores = _fuse_skips(scores, end_points, NUM_SKIPS[name], upsample_trainable, skip_scaling)
+        logits = _upsample(scores, stride, end_points['inputs'], upsample_trainable, 'upscore%d' % stride)
     image_shape = tf.shape(images)
     logits = logits[:, :image_shape[1], :image_shape[2], :]
     end_points['logits'] = logits
     return logits, end_points
 
 
+def fcn32s(images, num_classes, **kwargs):
+    """FCN-32s: `fcn(..., name='fcn32s')`."""
+    return fcn(images, num_classes, 'fcn32s', **kwargs)
+
+
 def build_model(images, cfg, num_classes, is_training):
-    """fcn32s configured from the `model` section of a config."""
+    """The net named by `model.name`, configured from the `model` section of a config."""
     model = cfg.model
-    if model.name != 'fcn32s':
-        raise ValueError('model.name %r is not available (valid: fcn32s)' % model.name)
+    if model.name not in NUM_SKIPS:
+        raise ValueError('model.name %r is not available (valid: %s)' % (model.name, ', '.join(NUM_SKIPS)))
     if model.upsample not in ('learnable', 'fixed'):
         raise ValueError('model.upsample must be learnable or fixed, got %r' % model.upsample)
-    return fcn32s(images, num_classes, is_training=is_training, width=model.width,
-                  dropout_keep_prob=model.dropout_keep_prob, weight_decay=model.weight_decay,
-                  upsample_trainable=model.upsample == 'learnable')
+    return fcn(images, num_classes, model.name, is_training=is_training, width=model.width,
+               dropout_keep_prob=model.dropout_keep_prob, weight_decay=model.weight_decay,
+               upsample_trainable=model.upsample == 'learnable', skip_scaling=model.skip_scaling)
