@@ -14,6 +14,31 @@ def _strip(name):
     return name.split(':')[0]
 
 
+def model_variables():
+    """Global variables under the model scopes, less the ones named after another variable:
+    optimizer slots (`<variable>/Momentum`, `/Adam`...) and moving averages
+    (`<variable>/ExponentialMovingAverage`) belong to a run, not to the model."""
+    variables = [v for v in tf1.global_variables() if _strip(v.name).split('/')[0] in MODEL_SCOPES]
+    names = {v.op.name for v in variables}
+
+    def nested(name):
+        parts = name.split('/')
+        return any('/'.join(parts[:i]) in names for i in range(1, len(parts)))
+    return [v for v in variables if not nested(v.op.name)]
+
+
+def resolve(path):
+    """A checkpoint prefix as given, or a run folder's latest checkpoint (init from a run dir)."""
+    path = os.path.expanduser(path)
+    if not os.path.isdir(path):
+        return path
+    latest = tf1.train.latest_checkpoint(path)
+    if latest is None:
+        raise CheckpointError('init.checkpoint %r is a folder without a checkpoint: train that run first, '
+                              'or name a checkpoint prefix such as path/to/vgg_16.ckpt' % path)
+    return latest
+
+
 def _excluded(name, exclude_scopes):
     return any(name == scope or name.startswith(scope.rstrip('/') + '/') for scope in exclude_scopes)
 
@@ -39,7 +64,7 @@ def variables_to_restore(path, exclude_scopes=(), ignore_missing_vars=False, var
     reader = _reader(path)
     shapes = reader.get_variable_to_shape_map()
     if variables is None:
-        variables = [v for v in tf1.global_variables() if _strip(v.name).split('/')[0] in MODEL_SCOPES]
+        variables = model_variables()
     restore, missing = {}, []
     for var in variables:
         name = _strip(var.op.name if hasattr(var, 'op') else var.name)
@@ -63,10 +88,13 @@ def variables_to_restore(path, exclude_scopes=(), ignore_missing_vars=False, var
 
 
 def make_init_fn(path, exclude_scopes=(), ignore_missing_vars=False):
-    """A Scaffold init_fn restoring pre-trained weights (run only when the run dir has no checkpoint)."""
+    """A Scaffold init_fn restoring pre-trained weights (run only when the run dir has no checkpoint).
+
+    `path` is a checkpoint prefix (vgg_16.ckpt) or a run folder (FCN-16s from the FCN-32s run).
+    """
     if path is None:
         return None
-    path = os.path.expanduser(path)
+    path = resolve(path)
     saver = tf1.train.Saver(variables_to_restore(path, exclude_scopes, ignore_missing_vars))
 
     def init_fn(scaffold, session):
