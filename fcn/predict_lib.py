@@ -34,11 +34,16 @@ def render(image, prediction, labels_info):
     return palette, visualize.add_legend(blended, present, names, palette)
 
 
-def predict_files(model_path, image_paths, out_dir):
-    """Segments each image; yields the paths written."""
-    for path in image_paths:  # fail before the slow part when a path is wrong
+def check_files(image_paths):
+    """Fails before the slow part (loading a model) when an image path is wrong."""
+    for path in image_paths:
         if not os.path.isfile(path):
             raise FileNotFoundError('image not found: %s' % path)
+
+
+def predict_files(model_path, image_paths, out_dir):
+    """Segments each image; yields the paths written."""
+    check_files(image_paths)
     model = FrozenModel(model_path)
     os.makedirs(out_dir, exist_ok=True)
     try:
