@@ -87,6 +87,13 @@ class ClusterInfo:
         return len(self.cluster_spec.get('chief', [])) + len(self.cluster_spec.get('worker', []))
 
     @property
+    def worker_rank(self):
+        """This training process's place among chief + workers (chief 0): distinct per
+        process, so per-process random seeds differ."""
+        offset = 1 if self.task_type == 'worker' and 'chief' in self.cluster_spec else 0
+        return self.task_index + offset
+
+    @property
     def num_ps(self):
         return len(self.cluster_spec.get('ps', []))
 

@@ -33,6 +33,12 @@ def check_config(cfg, num_clones):
         raise ConfigError('model.width must be positive, got %r' % cfg.model.width)
 
 
+def _process_seed(seed, cluster_info):
+    """train.seed, offset by the worker rank in a cluster job: every worker drawing the same
+    crops and flips would waste the extra replicas."""
+    return seed if cluster_info is None else seed + cluster_info.worker_rank
+
+
 class TrainGraph:
     """The training graph: inputs, clones, optimizer, summaries; built in `self.graph`."""
 
@@ -47,7 +53,7 @@ class TrainGraph:
         self.graph = tf.Graph()
         with self.graph.as_default():
             if cfg.train.seed is not None:
-                tf1.set_random_seed(cfg.train.seed)
+                tf1.set_random_seed(_process_seed(cfg.train.seed, cluster_info))
             self._build()
 
     def _build(self):
@@ -198,7 +204,7 @@ def train(cfg, cluster_info=None, log=print):
 
 
 def _run_session(cfg, graph, scaffold, cluster_info, hooks, chief_hooks):
-    base_config = tf1.ConfigProto(allow_soft_placement=True)
+    base_config = session_config(cfg)
     with graph.graph.as_default():
         if cluster.is_chief(cluster_info):
             session = tf1.train.MonitoredTrainingSession(

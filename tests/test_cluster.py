@@ -23,17 +23,18 @@ def _tf_config(spec, task_type, index):
     return {'TF_CONFIG': cluster.make_tf_config(spec, task_type, index)}
 
 
-@pytest.mark.parametrize('spec, task_type, index, is_chief', [
-    (WITH_CHIEF, 'chief', 0, True),
-    (WITH_CHIEF, 'worker', 0, False),
-    (WITH_CHIEF, 'ps', 1, False),
-    (SPEC, 'worker', 0, True),   # no chief job: worker 0 is the chief
-    (SPEC, 'worker', 1, False),
-    (SPEC, 'ps', 0, False),
+@pytest.mark.parametrize('spec, task_type, index, is_chief, rank', [
+    (WITH_CHIEF, 'chief', 0, True, 0),
+    (WITH_CHIEF, 'worker', 0, False, 1),
+    (WITH_CHIEF, 'ps', 1, False, 1),
+    (SPEC, 'worker', 0, True, 0),   # no chief job: worker 0 is the chief
+    (SPEC, 'worker', 1, False, 1),
+    (SPEC, 'ps', 0, False, 0),
 ])
-def test_tf_config_roles(spec, task_type, index, is_chief):
+def test_tf_config_roles(spec, task_type, index, is_chief, rank):
     info = cluster.resolve(_tf_config(spec, task_type, index))
     assert (info.task_type, info.task_index, info.cluster_spec) == (task_type, index, spec)
+    assert info.worker_rank == rank
     assert info.is_chief is is_chief and cluster.is_chief(info) is is_chief
     assert info.master == 'grpc://' + spec[task_type][index]
     assert cluster.session_target(info) == info.master

@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from fcn import deploy, train_lib
+from fcn import cluster, deploy, train_lib
 from fcn.compat import tf, tf1
 from fcn.nets.upsample import bilinear_weights
 from pipeline_fixtures import build_synthetic, scalar_series, tiny_config
@@ -97,8 +97,12 @@ def _all_finite(checkpoint):
 
 
 @pytest.mark.parametrize('option', ['mixed_precision', 'xla'])
-def test_gpu_option_trains_on_cpu(records, tmp_path, option):
+def test_gpu_option_trains_on_cpu(records, tmp_path, option, monkeypatch):
     run_dir = str(tmp_path / 'run')
+    session_configs = []
+    session_kwargs = cluster.session_kwargs
+    monkeypatch.setattr(cluster, 'session_kwargs',
+                        lambda info, base: session_configs.append(base) or session_kwargs(info, base))
     train_lib.train(tiny_config(records, run_dir, steps=10, extra=['train.%s=true' % option]), **QUIET)
     checkpoint = tf1.train.latest_checkpoint(run_dir)
     assert checkpoint.endswith('model.ckpt-10')  # a step skipped for non-finite gradients would show here
@@ -107,6 +111,10 @@ def test_gpu_option_trains_on_cpu(records, tmp_path, option):
     assert losses and np.isfinite(losses).all()
     names = {name for name, _ in tf.train.list_variables(checkpoint)}
     assert ('current_loss_scale' in names) == (option == 'mixed_precision')  # dynamic loss scaling
+    graph_options = session_configs[0].graph_options  # the option reached the training session
+    jit_on = graph_options.optimizer_options.global_jit_level == tf1.OptimizerOptions.ON_1
+    assert (jit_on, graph_options.rewrite_options.auto_mixed_precision == 1) == (
+        option == 'xla', option == 'mixed_precision')
 
 
 def test_session_config_turns_on_xla_and_float16_rewrite_and_runs_on_cpu(records, tmp_path):
