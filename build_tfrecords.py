@@ -3,7 +3,7 @@
   python build_tfrecords.py --dataset synthetic --out data/demo
   python build_tfrecords.py --dataset voc --data_dir VOC2012 [--sbd_dir SBD/dataset] --out data/voc
   python build_tfrecords.py --dataset coco --data_dir coco --labels voc20 --out data/coco-voc
-  python build_tfrecords.py --dataset folder --images my/images --masks my/masks \
+  python build_tfrecords.py --dataset folder --images my/images --masks my/masks \\
       --class_names my/classes.txt --out data/mine [--val_fraction 0.1 --seed 0]
 """
 import argparse
