@@ -10,9 +10,7 @@ Writes bench/results/build.json (medians over --repeats; every timing is kept):
                       (a few seconds, once) and worker start-up included.
 """
 import argparse
-import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -27,6 +25,7 @@ import cv2  # noqa: E402
 
 from fcn.data import build, synthetic, voc  # noqa: E402
 from fcn.data.palette import voc_palette, write_palette_png  # noqa: E402
+from results_file import write_results  # noqa: E402
 
 HEIGHT, WIDTH = 375, 500
 
@@ -85,7 +84,7 @@ def main():
     parser.add_argument('--repeats', type=int, default=5, help='timings per configuration (median reported)')
     parser.add_argument('--out', default=os.path.join(REPO, 'bench', 'results', 'build.json'))
     args = parser.parse_args()
-    import tensorflow as tf  # imported up front: the library timing excludes this one-off cost
+    import tensorflow  # noqa: F401  (imported up front: the library timing excludes this one-off cost)
     tmp = tempfile.mkdtemp(prefix='bench_build_')
     try:
         source = os.path.join(tmp, 'VOC2012')
@@ -113,14 +112,9 @@ def main():
         'cli_seconds': [round(s, 3) for s in cli],
         'cli_images_per_s': rate(args.num_images, statistics.median(cli)),
         'tensorflow_import_seconds': round(tf_import, 3),
-        'source_mb': round(source_mb, 1), 'records_mb': round(shard_mb, 1),
-        'cpu_count': os.cpu_count(), 'load_average_1min': round(os.getloadavg()[0], 2),
-        'python': platform.python_version(), 'tensorflow': tf.__version__, 'opencv': cv2.__version__,
+        'source_mb': round(source_mb, 1), 'records_mb': round(shard_mb, 1), 'opencv': cv2.__version__,
     }
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, 'w') as f:
-        json.dump(result, f, indent=2)
-    print(json.dumps(result, indent=2))
+    write_results(args.out, result)
 
 
 if __name__ == '__main__':

@@ -1,17 +1,18 @@
 """Training input throughput: the slim provider pipeline vs a plain tf.data pipeline.
 
-  python bench/bench_input.py [--num_images 200 --batches 40 --crop 512 --batch_size 8]
+  python bench/bench_input.py [--num_images 200 --batches 40 --crop 512 --batch_size 8 --repeats 3]
 
 Both decode the same VOC-sized records (500x375 JPEG + PNG label) and run the same
 augmentation (fcn.data.preprocess.preprocess_train: scale 0.5-2.0, pad, crop, flip) into
 batches of `batch_size`; only the plumbing differs (slim DatasetDataProvider + queue
-runners vs tf.data map/batch/prefetch). Writes bench/results/input.json and prints it.
+runners vs tf.data map/batch/prefetch). The two are timed alternately, --repeats times each,
+so a change in machine load hits both; medians are reported, every timing is kept.
+Writes bench/results/input.json and prints it.
 """
 import argparse
-import json
 import os
-import platform
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -24,6 +25,7 @@ from bench_build import write_dataset  # noqa: E402
 from fcn.compat import tf, tf1  # noqa: E402
 from fcn.config import load_config  # noqa: E402
 from fcn.data import build, preprocess, provider, records, voc  # noqa: E402
+from results_file import write_results  # noqa: E402
 
 
 def make_records(root, num_images):
@@ -91,22 +93,24 @@ def main():
     parser.add_argument('--batch_size', type=int, default=8)
     parser.add_argument('--readers', type=int, default=2)
     parser.add_argument('--threads', type=int, default=2)
+    parser.add_argument('--repeats', type=int, default=3, help='timings per pipeline (median reported)')
     parser.add_argument('--out', default=os.path.join(REPO, 'bench', 'results', 'input.json'))
     args = parser.parse_args()
     root = tempfile.mkdtemp(prefix='bench-input-')
+    timings = {'slim': [], 'tfdata': []}
     try:
         cfg = bench_config(make_records(root, args.num_images), args)
-        result = {'slim_images_per_s': measure(slim_pipeline, cfg, args),
-                  'tfdata_images_per_s': measure(tfdata_pipeline, cfg, args)}
+        for _ in range(args.repeats):
+            timings['slim'].append(measure(slim_pipeline, cfg, args))
+            timings['tfdata'].append(measure(tfdata_pipeline, cfg, args))
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    result['slowdown_vs_tfdata'] = round(result['tfdata_images_per_s'] / result['slim_images_per_s'], 2)
-    result.update({'settings': vars(args), 'machine': '%s, %d cores' % (platform.machine(), os.cpu_count()),
-                   'tensorflow': tf.__version__})
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, 'w') as f:
-        json.dump(result, f, indent=2)
-    print(json.dumps(result, indent=2))
+    slim, tfdata = statistics.median(timings['slim']), statistics.median(timings['tfdata'])
+    write_results(args.out, {
+        'slim_images_per_s': slim, 'tfdata_images_per_s': tfdata,
+        'slowdown_vs_tfdata': round(tfdata / slim, 2),
+        'slim_images_per_s_all': timings['slim'], 'tfdata_images_per_s_all': timings['tfdata'],
+        'settings': vars(args)})
 
 
 if __name__ == '__main__':
