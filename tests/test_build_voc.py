@@ -1,4 +1,5 @@
 """VOC records: pixel-exact round trip, summary, bad-data errors, resume, parallel build, CLI."""
+import json
 import os
 import subprocess
 import sys
@@ -297,3 +298,41 @@ def test_cli_script_builds_and_fails_cleanly(voc_dir, tmp_path, repo_root):
                           '--out', str(tmp_path / 'out2')], capture_output=True, text=True)
     assert bad.returncode == 2
     assert 'error: ' in bad.stderr and 'nope' in bad.stderr and 'Traceback' not in bad.stderr
+
+
+def _count_records(path):
+    from fcn.compat import tf1
+    return sum(1 for _ in tf1.io.tf_record_iterator(path))
+
+
+def test_build_killed_mid_run_leaves_no_incomplete_shard_and_the_rerun_finishes(tmp_path, repo_root):
+    """SIGKILL (no cleanup runs) as soon as the first shard is in place: every file with a
+    shard's final name holds all the records its saved stats count; the rerun completes."""
+    import signal
+    import time
+    stems = ['%06d' % i for i in range(120)]
+    fx.write_voc(str(tmp_path / 'VOC2012'), {'train': stems}, sizes=((375, 500),))
+    out = tmp_path / 'out'
+    command = [sys.executable, os.path.join(repo_root, 'build_tfrecords.py'), '--dataset', 'voc',
+               '--data_dir', str(tmp_path / 'VOC2012'), '--splits', 'train', '--out', str(out),
+               '--num_shards', '40', '--num_workers', '1', '--no_progress']
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not (out.is_dir() and any(n.endswith('.tfrecord') for n in os.listdir(out))):
+            assert process.poll() is None and time.monotonic() < deadline, 'build ended before any shard'
+            time.sleep(0.005)
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.kill()
+        process.wait()
+    shards = sorted(n for n in os.listdir(out) if n.endswith('.tfrecord'))
+    assert 0 < len(shards) < 40, 'the kill should land mid-build'
+    assert not os.path.exists(records.summary_path(str(out)))
+    for name in shards:
+        with open(out / build.STATE_DIR / (name + '.json')) as f:
+            assert _count_records(str(out / name)) == json.load(f)['num_images'] == 3
+    before = {n: os.stat(out / n).st_mtime_ns for n in shards}
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    assert {n: os.stat(out / n).st_mtime_ns for n in shards} == before  # complete shards kept
+    assert sorted(e['filename'] for e in fx.read_examples(str(out), 'train')) == stems
