@@ -1,4 +1,6 @@
-"""Shared test setup: quiet TensorFlow, and run from a temp dir when a test asks for `in_tmp`."""
+"""Shared test setup: the dependencies are installed, TensorFlow is quiet, tests run from the repo root."""
+import importlib.util
+import sys
 import os
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
@@ -7,6 +9,22 @@ os.environ.setdefault('CUDA_VISIBLE_DEVICES', '')
 import pytest  # noqa: E402
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# import name -> package to install; setup.cfg's install_requires and [test] extras.
+REQUIRED = {'tensorflow': 'tensorflow', 'tf_slim': 'tf-slim', 'cv2': 'opencv-python-headless',
+            'PIL': 'pillow', 'yaml': 'pyyaml', 'scipy': 'scipy', 'pycocotools': 'pycocotools',
+            'tqdm': 'tqdm', 'skimage': 'scikit-image'}
+
+
+def pytest_configure(config):
+    """One clear message instead of an ImportError per test module when the suite runs in a
+    Python without the project installed."""
+    missing = sorted(package for module, package in REQUIRED.items() if importlib.util.find_spec(module) is None)
+    if missing:
+        raise pytest.UsageError(
+            'this Python (%s) lacks %s. Install the project and its test extras first:\n'
+            '  python3 -m venv .venv && . .venv/bin/activate && pip install -e ".[test]" && python -m pytest -q'
+            % (sys.executable, ', '.join(missing)))
 
 
 @pytest.fixture
