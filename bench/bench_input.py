@@ -110,7 +110,7 @@ def main():
         'slim_images_per_s': slim, 'tfdata_images_per_s': tfdata,
         'slowdown_vs_tfdata': round(tfdata / slim, 2),
         'slim_images_per_s_all': timings['slim'], 'tfdata_images_per_s_all': timings['tfdata'],
-        'settings': vars(args)})
+        'settings': {k: v for k, v in vars(args).items() if k != 'out'}})
 
 
 if __name__ == '__main__':
