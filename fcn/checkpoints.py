@@ -27,32 +27,66 @@ def model_variables():
     return [v for v in variables if not nested(v.op.name)]
 
 
-def resolve(path):
-    """A checkpoint prefix as given, or a run folder's latest checkpoint (init from a run dir)."""
-    path = os.path.expanduser(path)
-    if not os.path.isdir(path):
-        return path
-    latest = tf1.train.latest_checkpoint(path)
-    if latest is None:
-        raise CheckpointError('init.checkpoint %r is a folder without a checkpoint: train that run first, '
-                              'or name a checkpoint prefix such as path/to/vgg_16.ckpt' % path)
-    return latest
+def resolve(path, what='init.checkpoint'):
+    """A checkpoint TensorFlow can read: a V2 prefix (`model.ckpt-100`), a V1 single file
+    (TF-Slim's `vgg_16.ckpt`) or a run folder (its latest checkpoint)."""
+    path = os.path.expanduser(str(path))
+    if os.path.isdir(path):
+        latest = tf1.train.latest_checkpoint(path)
+        if latest is None:
+            raise CheckpointError('%s %r is a folder without a checkpoint: train that run first, '
+                                  'or name a checkpoint such as path/to/vgg_16.ckpt' % (what, path))
+        return latest
+    if not checkpoint_exists(path):
+        raise CheckpointError('%s %r not found: expected a checkpoint prefix (model.ckpt-1000, with its '
+                              '.index file), a V1 checkpoint file such as vgg_16.ckpt (TF-Slim '
+                              'vgg_16_2016_08_28.tar.gz, unpacked) or a run folder' % (what, path))
+    return path
 
 
 def _excluded(name, exclude_scopes):
     return any(name == scope or name.startswith(scope.rstrip('/') + '/') for scope in exclude_scopes)
 
 
-def _reader(path):
-    if path is None:
-        return None
-    if not checkpoint_exists(path):
-        raise CheckpointError('init.checkpoint %r not found: expected a checkpoint prefix such as '
-                              'path/to/vgg_16.ckpt (TF-Slim vgg_16_2016_08_28.tar.gz, unpacked)' % path)
+def shape_map(path):
+    """{variable name: shape list} of a checkpoint, with a clear error for unreadable files."""
     try:
-        return tf.train.load_checkpoint(path)
-    except Exception as e:  # the reader raises a bare DataLossError on corrupt files
-        raise CheckpointError('init.checkpoint %r cannot be read: %s' % (path, e)) from None
+        return {name: list(shape) for name, shape in tf.train.load_checkpoint(path).get_variable_to_shape_map().items()}
+    except Exception as e:  # the reader raises a bare DataLossError on corrupt or foreign files
+        raise CheckpointError('checkpoint %r cannot be read: %s' % (path, str(e).splitlines()[0])) from None
+
+
+def likely_key(name, checkpoint_shape, model_shape):
+    """The config key that most likely makes a variable's shapes differ."""
+    if len(checkpoint_shape) == len(model_shape) and checkpoint_shape[:-1] == model_shape[:-1] \
+            and any(part in name for part in ('fc8', 'score', 'upscore')):
+        return 'data.num_classes'
+    if len(checkpoint_shape) != len(model_shape):
+        return 'model.name'
+    return 'model.width'
+
+
+def check_shapes(path, variables, shapes=None):
+    """Raises CheckpointError unless every {checkpoint name: variable} has the checkpoint's shape.
+
+    TensorFlow 2.21's Saver.restore does not check shapes of resource variables in graph
+    mode (a [3,3,3,16] variable silently takes a [3,3,3,8] value), so every restore calls
+    this first. Names the variable, both shapes and the config key that most likely differs.
+    """
+    shapes = shape_map(path) if shapes is None else shapes
+    for name, var in variables.items():
+        model_shape = var.shape.as_list()
+        if name in shapes and shapes[name] != model_shape:
+            key = likely_key(name, shapes[name], model_shape)
+            raise CheckpointError('%s in %s has shape %s but the model expects %s: check %s (the checkpoint '
+                                  'was written by a model with another %s)'
+                                  % (name, path, shapes[name], model_shape, key, key))
+
+
+def restore(session, variables, path):
+    """Shape-checked Saver restore of {checkpoint name: variable} from `path` (V1 or V2)."""
+    check_shapes(path, variables)
+    tf1.train.Saver(variables).restore(session, path)
 
 
 def variables_to_restore(path, exclude_scopes=(), ignore_missing_vars=False, variables=None):
@@ -61,11 +95,10 @@ def variables_to_restore(path, exclude_scopes=(), ignore_missing_vars=False, var
     A model variable the checkpoint lacks is an error unless `ignore_missing_vars`; a
     shape mismatch is always an error (it names both shapes).
     """
-    reader = _reader(path)
-    shapes = reader.get_variable_to_shape_map()
+    shapes = shape_map(path)
     if variables is None:
         variables = model_variables()
-    restore, missing = {}, []
+    restore_map, missing = {}, []
     for var in variables:
         name = _strip(var.op.name if hasattr(var, 'op') else var.name)
         if _excluded(name, exclude_scopes):
@@ -73,18 +106,15 @@ def variables_to_restore(path, exclude_scopes=(), ignore_missing_vars=False, var
         if name not in shapes:
             missing.append(name)
             continue
-        if list(shapes[name]) != var.shape.as_list():
-            raise CheckpointError('%s in %s has shape %s but the model expects %s (check model.width, '
-                                  'data.num_classes, or add the scope to init.exclude_scopes)'
-                                  % (name, path, list(shapes[name]), var.shape.as_list()))
-        restore[name] = var
+        restore_map[name] = var
+    check_shapes(path, restore_map, shapes)
     if missing and not ignore_missing_vars:
-        raise CheckpointError('%d model variables are not in %s, e.g. %s; exclude their scopes with '
-                              'init.exclude_scopes or set init.ignore_missing_vars: true'
+        raise CheckpointError('%d model variables are not in %s, e.g. %s; check model.name, exclude their '
+                              'scopes with init.exclude_scopes or set init.ignore_missing_vars: true'
                               % (len(missing), path, ', '.join(missing[:3])))
-    if not restore:
+    if not restore_map:
         raise CheckpointError('nothing to restore from %s: no model variable matches its names' % path)
-    return restore
+    return restore_map
 
 
 def make_init_fn(path, exclude_scopes=(), ignore_missing_vars=False):

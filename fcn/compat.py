@@ -10,8 +10,9 @@ between the two lives (and is tested, tests/test_compat.py) in this module alone
   `ops.IndexedSlices`: callers clip with `tf.clip_by_global_norm` (fcn.optim).
 - `slim.batch_norm` needs the missing tf_keras legacy module: VGG/FCN do not use it.
 - slim layers warn that `layer.apply` is deprecated on every call: filtered here.
-- `tf.compat.v1.train.checkpoint_exists` is deprecated: `checkpoint_exists` below checks
-  the index file instead.
+- `tf.compat.v1.train.checkpoint_exists` is deprecated: `checkpoint_exists` below looks for
+  both formats TensorFlow reads: a V2 prefix (`model.ckpt-100.index` + data shards) and a V1
+  single file (TF-Slim's `vgg_16.ckpt`).
 - `tf.compat.v1.mixed_precision.enable_mixed_precision_graph_rewrite` switches the float16
   rewrite on for every later Session of the process (global state): `loss_scale_optimizer`
   and `session_options` do the same two things scoped to one run.
@@ -63,9 +64,11 @@ def latest_checkpoint(path):
     return None
 
 
-def checkpoint_exists(prefix):
-    """Whether a V2 checkpoint with this prefix is on disk."""
-    return tf.io.gfile.exists(prefix + '.index')
+def checkpoint_exists(path):
+    """Whether `path` names a checkpoint on disk: a V2 prefix or a V1 single file."""
+    if tf.io.gfile.exists(path + '.index'):
+        return True
+    return tf.io.gfile.exists(path) and not tf.io.gfile.isdir(path)
 
 
 def gpu_count():

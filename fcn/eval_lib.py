@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from fcn import metrics, optim
+from fcn import checkpoints, metrics, optim, rundir
 from fcn.compat import latest_checkpoint, tf, tf1
 from fcn.config import ConfigError
 from fcn.data import provider
@@ -95,6 +95,7 @@ class ModelRestorer:
                     'set train.ema_decay=0 to use its raw weights)' % self.ema_decay if self.ema_decay else '')
             raise ValueError('%s lacks %d model variables, e.g. %s%s'
                              % (checkpoint, len(missing), ', '.join(missing[:3]), hint))
+        checkpoints.check_shapes(checkpoint, self.variables)
         self.saver.restore(sess, checkpoint)
 
 
@@ -285,6 +286,7 @@ def _evaluate(graph, checkpoint, progress):
 def evaluate_once(cfg, checkpoint=None, progress=True):
     """Evaluates one checkpoint, writes results, prints the per-class table; returns results."""
     checkpoint = resolve_checkpoint(cfg, checkpoint)
+    rundir.check_model_keys(cfg)
     results, path = _evaluate(EvalGraph(cfg), checkpoint, progress)
     print(metrics.format_table(results))
     print('results written to %s' % path)
@@ -297,6 +299,7 @@ def evaluate_loop(cfg, progress=True, max_evals=None, timeout_secs=None):
     eval.timeout_secs; null = no limit). Returns the number of evaluations."""
     max_evals = cfg.eval.max_evals if max_evals is None else max_evals
     timeout_secs = cfg.eval.timeout_secs if timeout_secs is None else timeout_secs
+    rundir.check_model_keys(cfg)
     graph = EvalGraph(cfg)
     evaluated = 0
     for checkpoint in tf1.train.checkpoints_iterator(cfg.train.run_dir, min_interval_secs=cfg.eval.interval_secs,

@@ -3,7 +3,8 @@ import json
 import os
 
 from fcn.compat import tf, tf1
-from fcn.data import records
+from fcn import rundir
+from fcn.data import info as dataset_info
 from fcn.eval_lib import ModelRestorer, predict_classes
 
 INPUT_NAME = 'ImageTensor'
@@ -19,12 +20,11 @@ def build_inference_graph(cfg, num_classes):
 
 
 def label_info(cfg):
-    """num_classes, class names and palette of the dataset the model was trained on."""
-    summary = records.read_summary(cfg.data.dir)
-    return {'num_classes': int(summary['num_classes']),
-            'class_names': summary.get('class_names'),
-            'palette': summary.get('palette'),
-            'ignore_label': int(summary.get('ignore_label', cfg.data.ignore_label))}
+    """num_classes, class names, palette and ignore label of the dataset the model was trained
+    on: the run's own description (RUN_DIR/dataset.json), else the records' summary.json."""
+    info = dataset_info.for_config(cfg)
+    return {'num_classes': info.num_classes, 'class_names': list(info.class_names),
+            'palette': [list(c) for c in info.palette], 'ignore_label': info.ignore_label}
 
 
 def sidecar_path(model_path):
@@ -36,6 +36,7 @@ def export(cfg, checkpoint, out_path):
     """Writes the frozen graph (atomically) and its label sidecar; returns the graph's size.
 
     The weights are the checkpoint's EMA shadows when train.ema_decay > 0, as in eval."""
+    rundir.check_model_keys(cfg)
     info = label_info(cfg)
     graph = tf.Graph()
     with graph.as_default():

@@ -4,19 +4,15 @@ A run dir holds everything of one run: checkpoints, TensorBoard events, the reso
 config. Restarting the same command resumes from the run dir's latest checkpoint;
 `init.checkpoint` (vgg_16.ckpt) is only read when the run dir has none.
 """
-import os
-
-from fcn import checkpoints, cluster, deploy, losses, optim
+from fcn import checkpoints, cluster, deploy, losses, optim, rundir
 from fcn.compat import loss_scale_optimizer, session_options, slim, tf, tf1
-from fcn.config import ConfigError, save_config
-from fcn.data import provider, records
+from fcn.config import ConfigError
+from fcn.data import info as dataset_info
+from fcn.data import provider
 from fcn.data.preprocess import train_preprocess_fn
 from fcn.hooks import TrainingMonitor
 from fcn.nets.fcn import build_model
 from fcn.visualize import colorize_tensor
-
-CONFIG_NAME = 'config.yaml'
-
 
 def check_config(cfg, num_clones):
     """Config values that would otherwise fail deep inside TensorFlow."""
@@ -42,13 +38,14 @@ def _process_seed(seed, cluster_info):
 class TrainGraph:
     """The training graph: inputs, clones, optimizer, summaries; built in `self.graph`."""
 
-    def __init__(self, cfg, deploy_config, cluster_info=None):
+    def __init__(self, cfg, deploy_config, cluster_info=None, info=None):
         self.cfg = cfg
         self.deploy_config = deploy_config
         self.cluster_info = cluster_info
         self.sync_hooks = []
-        self.dataset = provider.dataset_from_config(cfg, cfg.data.train_split)
-        split = records.split_info(records.read_summary(cfg.data.dir), cfg.data.train_split, cfg.data.dir)
+        info = info or dataset_info.for_config(cfg)
+        self.dataset = provider.dataset_from_config(cfg, cfg.data.train_split, info)
+        split = info.split(cfg.data.train_split).to_dict()
         self.class_weights = losses.resolve_class_weights(cfg.loss, split, self.dataset.num_classes)
         self.graph = tf.Graph()
         with self.graph.as_default():
@@ -82,7 +79,8 @@ class TrainGraph:
 
     def _input_queue(self):
         per_clone = self.cfg.train.batch_size // self.deploy_config.num_clones
-        batch = provider.train_batch(self.cfg, self.dataset, per_clone, train_preprocess_fn(self.cfg))
+        batch = provider.train_batch(self.cfg, self.dataset, per_clone,
+                                     train_preprocess_fn(self.cfg, self.dataset.ignore_label))
         return slim.prefetch_queue.prefetch_queue([batch['images'], batch['labels']],
                                                   capacity=2 * self.deploy_config.num_clones)
 
@@ -140,11 +138,9 @@ def session_config(cfg):
                            xla=cfg.train.xla, mixed_precision=cfg.train.mixed_precision)
 
 
-def prepare_run_dir(cfg):
-    run_dir = cfg.train.run_dir
-    os.makedirs(run_dir, exist_ok=True)
-    save_config(cfg, os.path.join(run_dir, CONFIG_NAME))
-    return run_dir
+def checkpoint_step(checkpoint):
+    """The global step saved in a checkpoint."""
+    return int(tf.train.load_checkpoint(checkpoint).get_tensor('global_step'))
 
 
 def _hooks(cfg, graph, scaffold, is_chief, log):
@@ -163,14 +159,18 @@ def _hooks(cfg, graph, scaffold, is_chief, log):
 
 
 def _scaffold(cfg, graph):
+    """(scaffold, init_fn, resumed): resumes from the run dir's latest checkpoint (its shapes
+    checked against the model first), else initialises from init.checkpoint."""
     with graph.graph.as_default():
-        has_own_checkpoint = tf1.train.latest_checkpoint(cfg.train.run_dir) is not None
+        latest = tf1.train.latest_checkpoint(cfg.train.run_dir)
         init_fn = None
-        if not has_own_checkpoint:
+        if latest is None:
             init_fn = checkpoints.make_init_fn(cfg.init.checkpoint, cfg.init.exclude_scopes,
                                                cfg.init.ignore_missing_vars)
+        else:
+            checkpoints.check_shapes(latest, {v.op.name: v for v in tf1.global_variables()})
         saver = tf1.train.Saver(max_to_keep=cfg.train.keep_checkpoints, sharded=True)
-        return tf1.train.Scaffold(init_fn=init_fn, saver=saver), init_fn, has_own_checkpoint
+        return tf1.train.Scaffold(init_fn=init_fn, saver=saver), init_fn, latest is not None
 
 
 def train(cfg, cluster_info=None, log=print):
@@ -185,9 +185,19 @@ def train(cfg, cluster_info=None, log=print):
     deploy_config = deploy.from_config(cfg, cluster_info)
     check_config(cfg, deploy_config.num_clones)
     is_chief = cluster.is_chief(cluster_info)
-    run_dir = prepare_run_dir(cfg) if is_chief else cfg.train.run_dir
+    run_dir = cfg.train.run_dir
+    latest = tf1.train.latest_checkpoint(run_dir)
+    if latest is not None and checkpoint_step(latest) >= cfg.train.steps:
+        log('the run in %s is already at step %d (train.steps %d): nothing to train; raise train.steps '
+            'to train on' % (run_dir, checkpoint_step(latest), cfg.train.steps))
+        if is_chief and cluster_info is not None:
+            cluster.signal_done(cluster.done_file(run_dir))
+        return checkpoint_step(latest)
+    info = rundir.dataset_for_training(cfg, resuming=latest is not None)
+    if is_chief:
+        rundir.write(cfg, info)
     server = cluster.start_server(cluster_info) if cluster_info is not None else None
-    graph = TrainGraph(cfg, deploy_config, cluster_info)
+    graph = TrainGraph(cfg, deploy_config, cluster_info, info)
     scaffold, init_fn, resumed = _scaffold(cfg, graph)
     if is_chief and resumed:
         log('resuming from %s' % tf1.train.latest_checkpoint(run_dir))

@@ -20,7 +20,7 @@ def test_inheritance_chain_child_wins(tmp_path):
     assert cfg.train.steps == 9           # child overrides parent
     assert cfg.train.batch_size == 3      # parent overrides base
     assert cfg.train.crop_size == 320     # base default kept
-    assert cfg.data.ignore_label == 255
+    assert cfg.data.num_classes is None    # base default kept
 
 
 def test_set_overrides_are_typed():

@@ -101,8 +101,9 @@ def preprocess_train(image, label, crop_size, aug, ignore_label=255):
     return image, label
 
 
-def train_preprocess_fn(cfg):
-    """A (image, label) -> (image, label) function configured from `train` and `augment`."""
+def train_preprocess_fn(cfg, ignore_label):
+    """A (image, label) -> (image, label) function configured from `train` and `augment`;
+    padding is labelled `ignore_label` (the dataset's, fcn.data.info)."""
     def fn(image, label):
-        return preprocess_train(image, label, cfg.train.crop_size, cfg.augment, cfg.data.ignore_label)
+        return preprocess_train(image, label, cfg.train.crop_size, cfg.augment, ignore_label)
     return fn

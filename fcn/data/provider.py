@@ -4,6 +4,7 @@ from tf_slim.data import dataset_data_provider
 from tf_slim.data import tfexample_decoder
 
 from fcn.compat import DecodedImage, tf, tf1
+from fcn.data import info as dataset_info
 from fcn.data import records
 
 _ITEMS = {
@@ -31,32 +32,28 @@ def _decoder():
     return tfexample_decoder.TFExampleDecoder(keys_to_features, items_to_handlers)
 
 
-def get_dataset(data_dir, split, num_classes=None, ignore_label=255):
-    """A slim Dataset for `split` of `data_dir`, described by its summary.json.
+def get_dataset(data_dir, split, info):
+    """A slim Dataset for `split` of the records in `data_dir`, described by `info` (DatasetInfo).
 
-    `num_classes` (from the config) must agree with the summary when given.
+    The dataset carries the description's values: num_classes, class_names, palette,
+    ignore_label (the one source of the ignore label, for loss, padding and metrics).
     """
-    summary = records.read_summary(data_dir)
-    info = records.split_info(summary, split, data_dir)
-    found_classes = int(summary['num_classes'])
-    if num_classes is not None and int(num_classes) != found_classes:
-        raise ValueError('data.num_classes is %d but %s says %d classes; drop the key or fix it'
-                         % (num_classes, records.summary_path(data_dir), found_classes))
     return slim_dataset.Dataset(
         data_sources=records.shard_paths(data_dir, split),
         reader=tf1.TFRecordReader,
         decoder=_decoder(),
-        num_samples=int(info['num_images']),
+        num_samples=info.split(split).num_images,
         items_to_descriptions=_ITEMS,
-        num_classes=found_classes,
-        class_names=list(summary.get('class_names') or ['class_%d' % i for i in range(found_classes)]),
-        palette=summary.get('palette'),
-        ignore_label=int(summary.get('ignore_label', ignore_label)),
+        num_classes=info.num_classes,
+        class_names=list(info.class_names),
+        palette=[list(c) for c in info.palette],
+        ignore_label=info.ignore_label,
         split=split)
 
 
-def dataset_from_config(cfg, split):
-    return get_dataset(cfg.data.dir, split, cfg.data.num_classes, cfg.data.ignore_label)
+def dataset_from_config(cfg, split, info=None):
+    """The records of `split` in data.dir, described by `info` (default: fcn.data.info.for_config)."""
+    return get_dataset(cfg.data.dir, split, info or dataset_info.for_config(cfg))
 
 
 def provider(dataset, shuffle, num_readers=1, capacity=256, seed=None, num_epochs=None):
