@@ -25,6 +25,7 @@ from bench_build import write_dataset  # noqa: E402
 from fcn.compat import tf, tf1  # noqa: E402
 from fcn.config import load_config  # noqa: E402
 from fcn.data import build, preprocess, provider, records, voc  # noqa: E402
+from fcn.data import info as dataset_info  # noqa: E402
 from results_file import write_results  # noqa: E402
 
 
@@ -53,14 +54,15 @@ def time_batches(sess, fetch, warmup, batches):
 
 def slim_pipeline(cfg):
     dataset = provider.dataset_from_config(cfg, 'train')
-    batch = provider.train_batch(cfg, dataset, cfg.train.batch_size, preprocess.train_preprocess_fn(cfg))
+    batch = provider.train_batch(cfg, dataset, cfg.train.batch_size,
+                                 preprocess.train_preprocess_fn(cfg, dataset.ignore_label))
     return batch['images'], batch['labels']
 
 
 def tfdata_pipeline(cfg):
     files = records.shard_paths(cfg.data.dir, 'train')
     decode = provider._decoder()  # the same TFExampleDecoder the slim provider uses
-    augment = preprocess.train_preprocess_fn(cfg)
+    augment = preprocess.train_preprocess_fn(cfg, dataset_info.for_config(cfg).ignore_label)
 
     def parse(serialized):
         image, label = decode.decode(serialized, ['image', 'label'])

@@ -57,12 +57,17 @@ def shape_map(path):
 
 
 def likely_key(name, checkpoint_shape, model_shape):
-    """The config key that most likely makes a variable's shapes differ."""
-    if len(checkpoint_shape) == len(model_shape) and checkpoint_shape[:-1] == model_shape[:-1] \
-            and any(part in name for part in ('fc8', 'score', 'upscore')):
-        return 'data.num_classes'
+    """The config key that most likely makes a variable's shapes differ: the number of classes
+    when only class dimensions differ in a head layer (fc8 and score layers: the last;
+    transposed convolutions: the last two), the network when the ranks differ, else the width."""
     if len(checkpoint_shape) != len(model_shape):
         return 'model.name'
+    differing = {i for i, (a, b) in enumerate(zip(checkpoint_shape, model_shape)) if a != b}
+    class_dims = {len(model_shape) - 1}
+    if 'upscore' in name:
+        class_dims.add(len(model_shape) - 2)
+    if any(part in name for part in ('fc8', 'score')) and differing <= class_dims:
+        return 'data.num_classes'
     return 'model.width'
 
 
