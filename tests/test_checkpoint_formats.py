@@ -74,6 +74,7 @@ def test_train_initialises_from_tf_slims_v1_vgg_16_ckpt(slim_vgg_16_v1, records,
                  'vgg_16/fc7/weights'):
         np.testing.assert_array_equal(trained.get_tensor(name), source.get_tensor(name))
     assert trained.get_variable_to_shape_map()['vgg_16/fc8/weights'] == [1, 1, 4096, 5]
+    assert not trained.get_tensor('vgg_16/fc8/weights').any()  # fresh zero init, not restored
 
 
 def test_predict_imagenet_classifies_with_the_v1_file_as_tf_slim_does(slim_vgg_16_v1, tmp_path):

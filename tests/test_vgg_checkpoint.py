@@ -58,25 +58,6 @@ def records(tmp_path_factory):
     return build_synthetic(tmp_path_factory.mktemp('records') / 'demo', num_train=4, num_val=2, size=64)
 
 
-def test_train_initialises_from_vgg_16_ckpt_and_trains_a_step(records, tmp_path):
-    """Real size: a 528 MB checkpoint in the real names; fc8 (1000 classes) is excluded."""
-    ckpt = str(tmp_path / 'vgg_16.ckpt')
-    values = write_checkpoint(ckpt, _checkpoint_shapes())
-    run_dir = str(tmp_path / 'run')
-    cfg = tiny_config(records, run_dir, steps=1, extra=[
-        'model.width=1.0', 'init.checkpoint=%s' % ckpt, 'train.optimizer=sgd', 'train.learning_rate=0.0',
-        'train.crop_size=32', 'train.batch_size=1', 'model.weight_decay=0.0'])
-    messages = []
-    train_lib.train(cfg, log=messages.append)
-    assert any('initialising from' in m for m in messages)
-    reader = tf.train.load_checkpoint(tf1.train.latest_checkpoint(run_dir))
-    assert reader.get_tensor('global_step') == 1
-    for name in ('vgg_16/conv1/conv1_1/weights', 'vgg_16/conv5/conv5_3/biases', 'vgg_16/fc7/weights'):
-        np.testing.assert_array_equal(reader.get_tensor(name), values[name])  # restored, lr 0
-    assert reader.get_variable_to_shape_map()['vgg_16/fc8/weights'] == [1, 1, 4096, 5]
-    assert not reader.get_tensor('vgg_16/fc8/weights').any()  # fresh zero init, not restored
-
-
 def test_missing_init_checkpoint_is_a_clear_error(records, tmp_path):
     run = run_script('train.py', '--config', 'configs/demo.yaml',
                      *sum([['--set', o] for o in tiny_overrides(records, str(tmp_path / 'run'), 1)], []),
