@@ -6,7 +6,8 @@ config. Restarting the same command resumes from the run dir's latest checkpoint
 """
 import os
 
-from fcn import checkpoints, cluster, deploy, losses, optim
+from fcn import checkpoints, deploy, losses, optim
+from fcn.cluster import done, roles, runtime
 from fcn.compat import loss_scale_optimizer, session_options, slim, tf, tf1
 from fcn.config import ConfigError, save_config
 from fcn.data import provider, records
@@ -70,7 +71,7 @@ class TrainGraph:
             if cfg.train.mixed_precision:
                 self.optimizer = loss_scale_optimizer(self.optimizer)
             if self.cluster_info is not None and cfg.deploy.sync_replicas:
-                self.optimizer, self.sync_hooks = cluster.sync_optimizer(
+                self.optimizer, self.sync_hooks = runtime.sync_optimizer(
                     self.optimizer, self.cluster_info, cfg.deploy.replicas_to_aggregate)
         self.total_loss, grads_and_vars = deploy.optimize_clones(
             clones, self.optimizer, var_list=_trainable_variables(cfg))
@@ -176,17 +177,15 @@ def _scaffold(cfg, graph):
 def train(cfg, cluster_info=None, log=print):
     """Trains to `train.steps`, resuming from the run dir; returns the final global step.
 
-    `cluster_info` (fcn.cluster.resolve()) makes this process one task of a cluster job:
-    a ps serves variables until the chief is done; workers train, the chief alone
+    `cluster_info` (fcn.cluster.roles.resolve()) makes this process a chief or worker task
+    of a cluster job (fcn.task runs the other roles): workers train, the chief alone
     initialises, writes checkpoints and summaries.
     """
-    if cluster_info is not None and cluster_info.task_type == 'ps':
-        return _serve_parameters(cfg, cluster_info, log)
     deploy_config = deploy.from_config(cfg, cluster_info)
     check_config(cfg, deploy_config.num_clones)
-    is_chief = cluster.is_chief(cluster_info)
+    is_chief = roles.is_chief(cluster_info)
     run_dir = prepare_run_dir(cfg) if is_chief else cfg.train.run_dir
-    server = cluster.start_server(cluster_info) if cluster_info is not None else None
+    server = runtime.start_server(cluster_info) if cluster_info is not None else None
     graph = TrainGraph(cfg, deploy_config, cluster_info)
     scaffold, init_fn, resumed = _scaffold(cfg, graph)
     if is_chief and resumed:
@@ -197,7 +196,7 @@ def train(cfg, cluster_info=None, log=print):
     step = _run_session(cfg, graph, scaffold, cluster_info, hooks + graph.sync_hooks, chief_hooks)
     if is_chief:
         if cluster_info is not None:
-            cluster.signal_done(cluster.done_file(run_dir))
+            done.signal_done(done.done_file(run_dir))
         log('done: %s' % tf1.train.latest_checkpoint(run_dir))
     del server
     return step
@@ -206,25 +205,19 @@ def train(cfg, cluster_info=None, log=print):
 def _run_session(cfg, graph, scaffold, cluster_info, hooks, chief_hooks):
     base_config = session_config(cfg)
     with graph.graph.as_default():
-        if cluster.is_chief(cluster_info):
+        if roles.is_chief(cluster_info):
             session = tf1.train.MonitoredTrainingSession(
                 checkpoint_dir=cfg.train.run_dir, scaffold=scaffold, hooks=hooks, chief_only_hooks=chief_hooks,
                 save_checkpoint_secs=None, save_checkpoint_steps=None,
                 save_summaries_steps=cfg.train.summary_every_steps, log_step_count_steps=None,
-                **cluster.session_kwargs(cluster_info, base_config))
+                **runtime.session_kwargs(cluster_info, base_config))
         else:
             # Another worker: MonitoredTrainingSession(is_chief=False)'s session, but polling for
-            # the chief's initialisation every second instead of every 30 s (fcn.cluster).
-            session = cluster.worker_session(cluster_info, scaffold, hooks, base_config)
+            # the chief's initialisation every second instead of every 30 s (fcn.cluster.runtime).
+            session = runtime.worker_session(cluster_info, scaffold, hooks, base_config)
         step = None
         with session:
             while not session.should_stop():
                 step = session.run(graph.step_after_update)
     return step
 
-
-def _serve_parameters(cfg, cluster_info, log):
-    server = cluster.start_server(cluster_info)
-    log('ps %d serving at %s until the chief is done' % (cluster_info.task_index, cluster_info.address))
-    cluster.serve_forever(server, cluster.done_file(cfg.train.run_dir))
-    return None
