@@ -19,21 +19,6 @@ from fcn.visualize import colorize_tensor
 CONFIG_NAME = 'config.yaml'
 
 
-def check_config(cfg, num_clones):
-    """Config values that would otherwise fail deep inside TensorFlow."""
-    train = cfg.train
-    for key in ('steps', 'batch_size', 'crop_size'):
-        if train[key] <= 0:
-            raise ConfigError('train.%s must be positive, got %r' % (key, train[key]))
-    if train.batch_size % num_clones:
-        raise ConfigError('train.batch_size %d must be divisible by deploy.num_clones %d'
-                          % (train.batch_size, num_clones))
-    if train.crop_size % 32:
-        raise ConfigError('train.crop_size %d must be a multiple of 32 (the FCN stride)' % train.crop_size)
-    if cfg.model.width <= 0:
-        raise ConfigError('model.width must be positive, got %r' % cfg.model.width)
-
-
 def _process_seed(seed, cluster_info):
     """train.seed, offset by the worker rank in a cluster job: every worker drawing the same
     crops and flips would waste the extra replicas."""
@@ -182,7 +167,6 @@ def train(cfg, cluster_info=None, log=print):
     initialises, writes checkpoints and summaries.
     """
     deploy_config = deploy.from_config(cfg, cluster_info)
-    check_config(cfg, deploy_config.num_clones)
     is_chief = roles.is_chief(cluster_info)
     run_dir = prepare_run_dir(cfg) if is_chief else cfg.train.run_dir
     server = runtime.start_server(cluster_info) if cluster_info is not None else None
