@@ -1,16 +1,17 @@
-"""Train an FCN: python train.py --config configs/voc.yaml [--set train.steps=1000 ...]"""
+"""Train an FCN: python train.py --config configs/voc.yaml [--set train.steps=1000 ...]
+
+In a cluster job (TF_CONFIG or a Slurm step) the process's role decides what it does:
+ps tasks serve variables, the evaluator evaluates, chief and workers train (fcn/task.py).
+"""
 from fcn import cli
 
 
 def main():
     args = cli.config_parser(__doc__).parse_args()
     cfg = cli.load(args)
-    from fcn import cluster, eval_lib, train_lib
-    info = cluster.resolve()
-    if info is not None and info.task_type == 'evaluator':  # TFJob's evaluator follows the chief's checkpoints
-        eval_lib.evaluate_loop(cfg)
-    else:
-        train_lib.train(cfg, info)
+    from fcn import task
+    from fcn.cluster import roles
+    task.run(cfg, roles.resolve())
 
 
 if __name__ == '__main__':

@@ -4,6 +4,11 @@
 config names its parent with `base: other.yaml` (relative to itself); keys are merged
 depth-first. Unknown keys and values of the wrong type are errors that name the key and
 suggest the closest valid one.
+
+The schema gives each key its type (that of its default); the value checks (choices,
+ranges, nullable types, multiples of 32) are declared once, in CHECKS at the end of this
+module, and the checks that relate two keys in CROSS_CHECKS. Every loaded config passes
+them, so the library code reads checked values.
 """
 import copy
 import difflib
@@ -113,8 +118,9 @@ def _suggest(key, valid_keys):
 
 
 def _coerce(key, value, default, source):
-    """Checks `value` against the type of the schema default; ints widen to floats."""
-    if default is None or value is None:
+    """Checks `value` against the type of the schema default; ints widen to floats. Keys
+    whose CHECKS entry reads its own types (e.g. train.crop_size: 512 or [h, w]) pass as is."""
+    if default is None or value is None or (key in CHECKS and CHECKS[key].own_types):
         return value
     if isinstance(default, bool):
         if isinstance(value, bool):
@@ -189,11 +195,15 @@ def load_config(path, overrides=(), schema_path=BASE_CONFIG):
     for key, value in _flatten(tree).items():
         if key in flat_schema:
             _set_dotted(tree, key, _coerce(key, value, flat_schema[key], path))
+    sources = {}
     for text in overrides:
         key, value = parse_override(text)
         _validate_key(key, schema, '--set')
         _set_dotted(tree, key, _coerce(key, value, flat_schema[key], '--set'))
-    return _to_config(tree)
+        sources[key] = '--set'
+    config = _to_config(tree)
+    check_values(config, lambda key: sources.get(key, path))
+    return config
 
 
 def _validate_key(key, schema, source):
@@ -217,3 +227,203 @@ def add_config_args(parser):
     parser.add_argument('--set', dest='overrides', action='append', default=[], metavar='KEY=VALUE',
                         help='override a config key, e.g. --set train.steps=1000 (repeatable)')
     return parser
+
+
+# --- value checks, declared once ---------------------------------------------------------------
+# configs/base.yaml gives every key its type; CHECKS gives the keys whose values are further
+# constrained what is valid, in words (for the error) and as a predicate. An error names the
+# source, the key, what is valid and the value: "--set: train.crop_size must be ..., got 100".
+
+STRIDE = 32  # the FCN output stride: training crops are multiples of it
+
+
+class Check:
+    """`valid(value)` -> bool; `text` says what is valid. `own_types`: the predicate checks
+    the type itself, instead of the schema default's type (for keys that take several)."""
+
+    def __init__(self, text, valid, own_types=False):
+        self.text = text
+        self.valid = valid
+        self.own_types = own_types
+
+    def __call__(self, value):
+        try:
+            return bool(self.valid(value))
+        except (TypeError, ValueError):
+            return False
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def one_of(*choices):
+    return Check('one of %s' % ', '.join(str(c) for c in choices), lambda v: v in choices)
+
+
+def positive_int():
+    return Check('an integer >= 1', lambda v: _is_int(v) and v >= 1)
+
+
+def non_negative_int():
+    return Check('an integer >= 0', lambda v: _is_int(v) and v >= 0)
+
+
+def positive():
+    return Check('a number > 0', lambda v: _is_number(v) and v > 0)
+
+
+def non_negative():
+    return Check('a number >= 0', lambda v: _is_number(v) and v >= 0)
+
+
+def fraction(low_open=True, high_open=False):
+    """A number in (0, 1], [0, 1), ... as the flags say."""
+    text = '%s0, 1%s' % ('(' if low_open else '[', ')' if high_open else ']')
+    return Check('a number in ' + text, lambda v: _is_number(v) and (v > 0 if low_open else v >= 0)
+                 and (v < 1 if high_open else v <= 1))
+
+
+def nullable(check):
+    return Check('null or %s' % check.text, lambda v: v is None or check(v), own_types=True)
+
+
+def crop_size(value):
+    """train.crop_size -> (height, width): 512 means (512, 512); [h, w] is taken as is."""
+    if isinstance(value, (list, tuple)):
+        return int(value[0]), int(value[1])
+    return int(value), int(value)
+
+
+def _is_crop_size(value):
+    def is_side(side):
+        return _is_int(side) and side > 0 and side % STRIDE == 0
+    if isinstance(value, list):
+        return len(value) == 2 and all(is_side(side) for side in value)
+    return is_side(value)
+
+
+def _is_scale_list(value):
+    return isinstance(value, list) and value and all(_is_number(s) and s > 0 for s in value)
+
+
+def _is_lr_multipliers(value):
+    return isinstance(value, list) and all(
+        isinstance(pair, list) and len(pair) == 2 and isinstance(pair[0], str) and _is_number(pair[1])
+        for pair in value)
+
+
+CLASS_WEIGHT_METHODS = ('median_frequency', 'inverse_frequency', 'none')
+
+CHECKS = {
+    'data.num_classes': nullable(positive_int()),
+    'data.num_readers': positive_int(),
+    'data.num_preprocess_threads': positive_int(),
+    'data.shuffle_capacity': positive_int(),
+    'augment.min_scale': positive(),
+    'augment.max_scale': positive(),
+    'augment.scale_step': non_negative(),
+    'augment.brightness': non_negative(),
+    'augment.contrast': fraction(low_open=False),
+    'augment.saturation': fraction(low_open=False),
+    'augment.hue': Check('a number in [0, 0.5]', lambda v: _is_number(v) and 0 <= v <= 0.5),
+    'model.name': one_of('fcn32s', 'fcn16s', 'fcn8s'),
+    'model.width': positive(),
+    'model.dropout_keep_prob': fraction(),
+    'model.weight_decay': non_negative(),
+    'model.upsample': one_of('learnable', 'fixed'),
+    'train.steps': positive_int(),
+    'train.batch_size': positive_int(),
+    'train.crop_size': Check('a positive multiple of %d, or [height, width] of such (e.g. 512 or [512, 1024])'
+                             % STRIDE, _is_crop_size, own_types=True),
+    'train.learning_rate': positive(),
+    'train.lr_schedule': one_of('fixed', 'poly', 'step', 'exponential', 'cosine'),
+    'train.lr_power': positive(),
+    'train.end_learning_rate': non_negative(),
+    'train.momentum': fraction(low_open=False, high_open=True),
+    'train.optimizer': one_of('momentum', 'sgd', 'adam', 'rmsprop'),
+    'train.warmup_steps': non_negative_int(),
+    'train.warmup_start_factor': fraction(low_open=False),
+    'train.decay_steps': positive_int(),
+    'train.decay_rate': positive(),
+    'train.clip_gradient_norm': non_negative(),
+    'train.ema_decay': fraction(low_open=False, high_open=True),
+    'train.lr_multipliers': Check('a list of [scope, factor] pairs, e.g. [[vgg_16/fc8, 10.0]]', _is_lr_multipliers),
+    'train.bias_lr_multiplier': non_negative(),
+    'train.save_every_steps': positive_int(),
+    'train.keep_checkpoints': positive_int(),
+    'train.summary_every_steps': positive_int(),
+    'train.log_every_steps': positive_int(),
+    'train.seed': nullable(non_negative_int()),
+    'train.accumulate_steps': positive_int(),
+    'loss.class_weights': Check(
+        'null, a list of numbers >= 0, or one of %s' % ', '.join(CLASS_WEIGHT_METHODS),
+        lambda v: v is None or v in CLASS_WEIGHT_METHODS or (
+            isinstance(v, list) and all(_is_number(w) and w >= 0 for w in v)), own_types=True),
+    'loss.top_k_percent': fraction(),
+    'loss.hard_mining_anneal_steps': non_negative_int(),
+    'eval.max_images': nullable(positive_int()),
+    'eval.interval_secs': non_negative(),
+    'eval.timeout_secs': nullable(non_negative()),
+    'eval.max_evals': nullable(positive_int()),
+    'eval.scales': Check('a non-empty list of positive numbers, e.g. [0.75, 1.0, 1.25]', _is_scale_list),
+    'deploy.num_clones': positive_int(),
+    'deploy.replicas_to_aggregate': nullable(positive_int()),
+}
+
+
+def _batch_splits_over_clones(cfg):
+    if cfg.train.batch_size % cfg.deploy.num_clones:
+        return ('train.batch_size', 'train.batch_size %d must be divisible by deploy.num_clones %d (each clone '
+                'takes an equal share)' % (cfg.train.batch_size, cfg.deploy.num_clones))
+    return None
+
+
+def _scale_range(cfg):
+    if cfg.augment.min_scale > cfg.augment.max_scale:
+        return ('augment.min_scale', 'augment.min_scale %r must be <= augment.max_scale %r'
+                % (cfg.augment.min_scale, cfg.augment.max_scale))
+    return None
+
+
+def _deterministic_needs_seed(cfg):
+    if cfg.train.deterministic and cfg.train.seed is None:
+        return ('train.deterministic', 'train.deterministic needs train.seed (an integer): the same seed '
+                'gives the same run')
+    return None
+
+
+# Checks that relate two keys: (cfg) -> None, or (key, message) naming both values.
+CROSS_CHECKS = (_batch_splits_over_clones, _scale_range, _deterministic_needs_seed)
+
+
+def check_value(key, value, source='config'):
+    """Raises ConfigError unless `value` is valid for `key` (keys without a check pass)."""
+    check = CHECKS.get(key)
+    if check is not None and not check(value):
+        raise ConfigError('%s: %s must be %s, got %r' % (source, key, check.text, value))
+
+
+def check_values(cfg, source_of=lambda key: 'config'):
+    """Checks every key of a loaded config against CHECKS, then CROSS_CHECKS."""
+    flat = _flatten(_to_plain(cfg))
+    for key in CHECKS:
+        if key in flat:
+            check_value(key, flat[key], source_of(key))
+    for cross_check in CROSS_CHECKS:
+        problem = cross_check(cfg)
+        if problem is not None:
+            key, message = problem
+            raise ConfigError('%s: %s' % (source_of(key), message))
+
+
+def require(cfg, key, check, purpose):
+    """A stricter check of `key` for one use (e.g. ImageNet classification needs 1000
+    classes): ConfigError naming the key, the value, what is valid and why."""
+    value = _flatten(_to_plain(cfg)).get(key)
+    if not check(value):
+        raise ConfigError('%s needs %s to be %s, got %r' % (purpose, key, check.text, value))

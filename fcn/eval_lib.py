@@ -15,7 +15,6 @@ from tqdm import tqdm
 
 from fcn import checkpoints, metrics, optim, rundir
 from fcn.compat import latest_checkpoint, tf, tf1
-from fcn.config import ConfigError
 from fcn.data import provider
 from fcn.nets.fcn import build_model
 
@@ -52,10 +51,8 @@ def predict_classes(images, cfg, num_classes):
 
 
 def inference_scales(eval_cfg):
-    scales = eval_cfg.scales
-    if not scales or not all(isinstance(s, (int, float)) and not isinstance(s, bool) and s > 0 for s in scales):
-        raise ConfigError('eval.scales must be a non-empty list of positive numbers, got %r' % (scales,))
-    return [float(s) for s in scales]
+    """eval.scales as floats (a non-empty list of positive numbers: fcn.config.CHECKS)."""
+    return [float(s) for s in eval_cfg.scales]
 
 
 def _probabilities(images, cfg, num_classes, scale, reuse):

@@ -16,7 +16,7 @@ import os
 import cv2
 import numpy as np
 
-from fcn import checkpoints, visualize
+from fcn import checkpoints, config, visualize
 from fcn.compat import tf, tf1
 from fcn.nets import fcn
 from fcn.predict_lib import check_files, read_rgb
@@ -97,9 +97,8 @@ class Classifier:
 
 
 def _check_config(cfg):
-    if cfg.data.num_classes not in (None, NUM_CLASSES):
-        raise ValueError('ImageNet classification needs data.num_classes %d (TF-Slim vgg_16 has no '
-                         'background class), got %r' % (NUM_CLASSES, cfg.data.num_classes))
+    config.require(cfg, 'data.num_classes', config.nullable(config.one_of(NUM_CLASSES)),
+                   'ImageNet classification (TF-Slim vgg_16 has no background class)')
 
 
 def _softmax(logits):

@@ -4,12 +4,12 @@
 
 Every task runs the same command (default `python train.py`, with --config/--set
 appended) with its own TF_CONFIG; worker 0 is the chief (there is no separate chief job,
-as fcn.cluster reads it). Each output line is prefixed with its task, e.g. `[worker:1] `.
+as fcn.cluster.roles reads it). Each output line is prefixed with its task, e.g. `[worker:1] `.
 The launcher prints each task's pid when it starts them. The job ends when the chief exits
 (the launcher exits with the chief's code), or as soon as another task fails: a worker
 exiting non-zero, or a ps exiting before the chief wrote <train.run_dir>/cluster.done (a
 ps returns only when the chief has written it, at the end of training; see
-fcn.cluster.serve_forever); the launcher then names that task and exits non-zero. In both
+fcn.cluster.runtime.serve_forever); the launcher then names that task and exits non-zero. In both
 cases the remaining tasks are terminated (SIGTERM, then SIGKILL after --grace_secs). Tasks
 also get SIGTERM if the launcher itself dies (Linux), so a killed launcher leaves no job behind.
 """
@@ -24,7 +24,8 @@ import sys
 import threading
 import time
 
-from fcn.cluster import ClusterError, done_file, make_tf_config, validate_cluster_spec, written_since
+from fcn.cluster.done import done_file, written_since
+from fcn.cluster.roles import ClusterError, make_tf_config, validate_cluster_spec
 from fcn.config import ConfigError, add_config_args, load_config
 
 HOST = '127.0.0.1'
@@ -192,7 +193,7 @@ def _signal_group(task, signum):
 
 def run_job(spec, argv, grace_secs=10.0, sink=None, done_path=None):
     """Runs one job to its end (see the module docstring) -> the launcher's exit code.
-    done_path: the chief's done file (fcn.cluster.done_file of the run dir), if known."""
+    done_path: the chief's done file (fcn.cluster.done.done_file of the run dir), if known."""
     sink = sink or sys.stdout
     lock = threading.Lock()
     tasks, readers = [], []

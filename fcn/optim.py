@@ -33,9 +33,7 @@ def learning_rate(train_cfg, global_step, total_steps=None):
     from warmup_start_factor at step 0 to 1 at warmup_steps, so the rate climbs from
     warmup_start_factor * base to the schedule's own value there and follows it afterwards.
     """
-    name = train_cfg.lr_schedule
-    if name not in SCHEDULES:
-        raise ValueError('train.lr_schedule: unknown schedule %r (valid: %s)' % (name, ', '.join(SCHEDULES)))
+    name = train_cfg.lr_schedule  # one of SCHEDULES (fcn.config.CHECKS)
     step = tf.cast(global_step, tf.float32)
     total = float(train_cfg.steps if total_steps is None else total_steps)
     rate = _SCHEDULE_FNS[name](train_cfg, step, total)
@@ -83,20 +81,19 @@ def _warmup_factor(cfg, step):
 # --- optimizer -----------------------------------------------------------------------------
 
 def make_optimizer(train_cfg, learning_rate):
-    """A tf.compat.v1 optimizer named by train.optimizer.
+    """A tf.compat.v1 optimizer named by train.optimizer (one of OPTIMIZERS, fcn.config.CHECKS).
 
     momentum uses train.momentum; adam and rmsprop use TensorFlow's defaults.
     """
-    name = train_cfg.optimizer
-    if name == 'momentum':
-        return tf1.train.MomentumOptimizer(learning_rate, momentum=train_cfg.momentum)
-    if name == 'sgd':
-        return tf1.train.GradientDescentOptimizer(learning_rate)
-    if name == 'adam':
-        return tf1.train.AdamOptimizer(learning_rate)
-    if name == 'rmsprop':
-        return tf1.train.RMSPropOptimizer(learning_rate)
-    raise ValueError('train.optimizer: unknown optimizer %r (valid: %s)' % (name, ', '.join(OPTIMIZERS)))
+    return _OPTIMIZER_FNS[train_cfg.optimizer](train_cfg, learning_rate)
+
+
+_OPTIMIZER_FNS = {
+    'momentum': lambda cfg, rate: tf1.train.MomentumOptimizer(rate, momentum=cfg.momentum),
+    'sgd': lambda cfg, rate: tf1.train.GradientDescentOptimizer(rate),
+    'adam': lambda cfg, rate: tf1.train.AdamOptimizer(rate),
+    'rmsprop': lambda cfg, rate: tf1.train.RMSPropOptimizer(rate),
+}
 
 
 # --- gradients -----------------------------------------------------------------------------

@@ -4,7 +4,8 @@ A run dir holds everything of one run: checkpoints, TensorBoard events, the reso
 config. Restarting the same command resumes from the run dir's latest checkpoint;
 `init.checkpoint` (vgg_16.ckpt) is only read when the run dir has none.
 """
-from fcn import checkpoints, cluster, deploy, losses, optim, rundir
+from fcn import checkpoints, deploy, losses, optim, rundir
+from fcn.cluster import done, roles, runtime
 from fcn.compat import loss_scale_optimizer, session_options, slim, tf, tf1
 from fcn.config import ConfigError
 from fcn.data import info as dataset_info
@@ -14,19 +15,6 @@ from fcn.hooks import TrainingMonitor
 from fcn.nets.fcn import build_model
 from fcn.visualize import colorize_tensor
 
-def check_config(cfg, num_clones):
-    """Config values that would otherwise fail deep inside TensorFlow."""
-    train = cfg.train
-    for key in ('steps', 'batch_size', 'crop_size'):
-        if train[key] <= 0:
-            raise ConfigError('train.%s must be positive, got %r' % (key, train[key]))
-    if train.batch_size % num_clones:
-        raise ConfigError('train.batch_size %d must be divisible by deploy.num_clones %d'
-                          % (train.batch_size, num_clones))
-    if train.crop_size % 32:
-        raise ConfigError('train.crop_size %d must be a multiple of 32 (the FCN stride)' % train.crop_size)
-    if cfg.model.width <= 0:
-        raise ConfigError('model.width must be positive, got %r' % cfg.model.width)
 
 
 def _process_seed(seed, cluster_info):
@@ -67,7 +55,7 @@ class TrainGraph:
             if cfg.train.mixed_precision:
                 self.optimizer = loss_scale_optimizer(self.optimizer)
             if self.cluster_info is not None and cfg.deploy.sync_replicas:
-                self.optimizer, self.sync_hooks = cluster.sync_optimizer(
+                self.optimizer, self.sync_hooks = runtime.sync_optimizer(
                     self.optimizer, self.cluster_info, cfg.deploy.replicas_to_aggregate)
         self.total_loss, grads_and_vars = deploy.optimize_clones(
             clones, self.optimizer, var_list=_trainable_variables(cfg))
@@ -176,27 +164,24 @@ def _scaffold(cfg, graph):
 def train(cfg, cluster_info=None, log=print):
     """Trains to `train.steps`, resuming from the run dir; returns the final global step.
 
-    `cluster_info` (fcn.cluster.resolve()) makes this process one task of a cluster job:
-    a ps serves variables until the chief is done; workers train, the chief alone
+    `cluster_info` (fcn.cluster.roles.resolve()) makes this process a chief or worker task
+    of a cluster job (fcn.task runs the other roles): workers train, the chief alone
     initialises, writes checkpoints and summaries.
     """
-    if cluster_info is not None and cluster_info.task_type == 'ps':
-        return _serve_parameters(cfg, cluster_info, log)
     deploy_config = deploy.from_config(cfg, cluster_info)
-    check_config(cfg, deploy_config.num_clones)
-    is_chief = cluster.is_chief(cluster_info)
+    is_chief = roles.is_chief(cluster_info)
     run_dir = cfg.train.run_dir
     latest = tf1.train.latest_checkpoint(run_dir)
     if latest is not None and checkpoint_step(latest) >= cfg.train.steps:
         log('the run in %s is already at step %d (train.steps %d): nothing to train; raise train.steps '
             'to train on' % (run_dir, checkpoint_step(latest), cfg.train.steps))
         if is_chief and cluster_info is not None:
-            cluster.signal_done(cluster.done_file(run_dir))
+            done.signal_done(done.done_file(run_dir))
         return checkpoint_step(latest)
     info = rundir.dataset_for_training(cfg, resuming=latest is not None)
     if is_chief:
         rundir.write(cfg, info)
-    server = cluster.start_server(cluster_info) if cluster_info is not None else None
+    server = runtime.start_server(cluster_info) if cluster_info is not None else None
     graph = TrainGraph(cfg, deploy_config, cluster_info, info)
     scaffold, init_fn, resumed = _scaffold(cfg, graph)
     if is_chief and resumed:
@@ -207,7 +192,7 @@ def train(cfg, cluster_info=None, log=print):
     step = _run_session(cfg, graph, scaffold, cluster_info, hooks + graph.sync_hooks, chief_hooks)
     if is_chief:
         if cluster_info is not None:
-            cluster.signal_done(cluster.done_file(run_dir))
+            done.signal_done(done.done_file(run_dir))
         log('done: %s' % tf1.train.latest_checkpoint(run_dir))
     del server
     return step
@@ -216,25 +201,19 @@ def train(cfg, cluster_info=None, log=print):
 def _run_session(cfg, graph, scaffold, cluster_info, hooks, chief_hooks):
     base_config = session_config(cfg)
     with graph.graph.as_default():
-        if cluster.is_chief(cluster_info):
+        if roles.is_chief(cluster_info):
             session = tf1.train.MonitoredTrainingSession(
                 checkpoint_dir=cfg.train.run_dir, scaffold=scaffold, hooks=hooks, chief_only_hooks=chief_hooks,
                 save_checkpoint_secs=None, save_checkpoint_steps=None,
                 save_summaries_steps=cfg.train.summary_every_steps, log_step_count_steps=None,
-                **cluster.session_kwargs(cluster_info, base_config))
+                **runtime.session_kwargs(cluster_info, base_config))
         else:
             # Another worker: MonitoredTrainingSession(is_chief=False)'s session, but polling for
-            # the chief's initialisation every second instead of every 30 s (fcn.cluster).
-            session = cluster.worker_session(cluster_info, scaffold, hooks, base_config)
+            # the chief's initialisation every second instead of every 30 s (fcn.cluster.runtime).
+            session = runtime.worker_session(cluster_info, scaffold, hooks, base_config)
         step = None
         with session:
             while not session.should_stop():
                 step = session.run(graph.step_after_update)
     return step
 
-
-def _serve_parameters(cfg, cluster_info, log):
-    server = cluster.start_server(cluster_info)
-    log('ps %d serving at %s until the chief is done' % (cluster_info.task_index, cluster_info.address))
-    cluster.serve_forever(server, cluster.done_file(cfg.train.run_dir))
-    return None

@@ -1,4 +1,4 @@
-"""fcn.cluster: TF_CONFIG and Slurm parsing, sync-replica helpers, and a real 1 ps + 2 workers job."""
+"""fcn.cluster (roles, done, runtime): TF_CONFIG and Slurm parsing, sync-replica helpers, and a real 1 ps + 2 workers job."""
 import argparse
 import json
 import os
@@ -12,15 +12,16 @@ import time
 
 import pytest
 
-from fcn import cluster
-from fcn.cluster import ClusterError, ClusterInfo
+from fcn.cluster import roles, runtime
+from fcn.cluster.done import done_file, signal_done
+from fcn.cluster.roles import ClusterError, ClusterInfo
 
 SPEC = {'worker': ['w0:2222', 'w1:2222'], 'ps': ['p0:2222']}
 WITH_CHIEF = {'chief': ['c0:2222'], 'worker': ['w0:2222', 'w1:2222'], 'ps': ['p0:2222', 'p1:2222']}
 
 
 def _tf_config(spec, task_type, index):
-    return {'TF_CONFIG': cluster.make_tf_config(spec, task_type, index)}
+    return {'TF_CONFIG': roles.make_tf_config(spec, task_type, index)}
 
 
 @pytest.mark.parametrize('spec, task_type, index, is_chief, rank', [
@@ -32,26 +33,26 @@ def _tf_config(spec, task_type, index):
     (SPEC, 'ps', 0, False, 0),
 ])
 def test_tf_config_roles(spec, task_type, index, is_chief, rank):
-    info = cluster.resolve(_tf_config(spec, task_type, index))
+    info = roles.resolve(_tf_config(spec, task_type, index))
     assert (info.task_type, info.task_index, info.cluster_spec) == (task_type, index, spec)
     assert info.worker_rank == rank
-    assert info.is_chief is is_chief and cluster.is_chief(info) is is_chief
+    assert info.is_chief is is_chief and roles.is_chief(info) is is_chief
     assert info.master == 'grpc://' + spec[task_type][index]
-    assert cluster.session_target(info) == info.master
+    assert runtime.session_target(info) == info.master
     assert (info.num_workers, info.num_ps) == (len(spec.get('chief', [])) + 2, len(spec['ps']))
 
 
 def test_tfjob_style_config_with_master_alias_and_evaluator():
     text = json.dumps({'cluster': {'master': ['m:1'], 'worker': ['w:1'], 'ps': ['p:1'], 'evaluator': ['e:1']},
                        'task': {'type': 'master', 'index': 0}, 'environment': 'cloud'})
-    info = cluster.resolve({'TF_CONFIG': text})
+    info = roles.resolve({'TF_CONFIG': text})
     assert (info.task_type, info.is_chief, info.num_workers) == ('chief', True, 2)
     assert info.training_spec == {'chief': ['m:1'], 'worker': ['w:1'], 'ps': ['p:1']}
-    evaluator = cluster.parse_tf_config(json.dumps({'cluster': {'chief': ['m:1']},
+    evaluator = roles.parse_tf_config(json.dumps({'cluster': {'chief': ['m:1']},
                                                     'task': {'type': 'evaluator', 'index': 0}}))
     assert (evaluator.task_type, evaluator.is_chief) == ('evaluator', False)
     with pytest.raises(ClusterError, match='evaluator task is not part of the training cluster'):
-        cluster.start_server(evaluator)
+        runtime.start_server(evaluator)
 
 
 @pytest.mark.parametrize('environ', [
@@ -62,8 +63,8 @@ def test_tfjob_style_config_with_master_alias_and_evaluator():
     {'SLURM_PROCID': '0', 'SLURM_STEP_NUM_TASKS': '1'},
 ])
 def test_single_process_is_none(environ):
-    assert cluster.resolve(environ) is None
-    assert cluster.session_target(None) == '' and cluster.is_chief(None)
+    assert roles.resolve(environ) is None
+    assert runtime.session_target(None) == '' and roles.is_chief(None)
 
 
 @pytest.mark.parametrize('text, message', [
@@ -93,7 +94,7 @@ def test_single_process_is_none(environ):
 ])
 def test_malformed_tf_config_names_the_problem(text, message):
     with pytest.raises(ClusterError, match=message):
-        cluster.resolve({'TF_CONFIG': text})
+        roles.resolve({'TF_CONFIG': text})
 
 
 def _slurm_env(procid, **extra):
@@ -109,7 +110,7 @@ SLURM_SPEC = {'ps': ['node01:8888', 'node01:8889'], 'worker': ['node02:8888', 'n
 @pytest.mark.parametrize('procid, task_type, index, is_chief', [
     (0, 'ps', 0, False), (1, 'ps', 1, False), (2, 'worker', 0, True), (4, 'worker', 2, False)])
 def test_slurm_environment(procid, task_type, index, is_chief):
-    info = cluster.resolve(_slurm_env(procid))
+    info = roles.resolve(_slurm_env(procid))
     assert info == ClusterInfo(task_type, index, SLURM_SPEC)
     assert info.is_chief is is_chief
 
@@ -121,15 +122,15 @@ def test_slurm_layout_matches_slurm_cluster_resolver(monkeypatch):
     resolver = tf.distribute.cluster_resolver.SlurmClusterResolver(
         jobs={'ps': 2, 'worker': 3}, gpus_per_node=2, gpus_per_task=1, auto_set_gpu=False)
     assert resolver.cluster_spec().as_dict() == SLURM_SPEC
-    info = cluster.from_slurm(os.environ)
+    info = roles.from_slurm(os.environ)
     assert resolver.get_task_info() == (info.task_type, info.task_index) == ('worker', 1)
 
 
 def test_slurm_port_base_and_own_address_check():
-    info = cluster.resolve(_slurm_env(4, FCN_PORT_BASE='9000', SLURMD_NODENAME='node10', SLURM_LOCALID='0'))
+    info = roles.resolve(_slurm_env(4, FCN_PORT_BASE='9000', SLURMD_NODENAME='node10', SLURM_LOCALID='0'))
     assert info.address == 'node10:9000'
     with pytest.raises(ClusterError, match='SLURM_PROCID=4 runs on node01 .*node10:8888.*distribution=block'):
-        cluster.resolve(_slurm_env(4, SLURMD_NODENAME='node01', SLURM_LOCALID='0'))
+        roles.resolve(_slurm_env(4, SLURMD_NODENAME='node01', SLURM_LOCALID='0'))
 
 
 @pytest.mark.parametrize('extra, message', [
@@ -144,47 +145,47 @@ def test_slurm_port_base_and_own_address_check():
 def test_bad_slurm_environment(extra, message):
     env = {k: v for k, v in _slurm_env(0, **extra).items() if v is not None}
     with pytest.raises(ClusterError, match=message):
-        cluster.resolve(env)
+        roles.resolve(env)
 
 
 def test_session_config_filters_devices_to_ps_and_self():
     info = ClusterInfo('worker', 1, SPEC)
-    config = cluster.session_config(info)
+    config = runtime.session_config(info)
     assert list(config.device_filters) == ['/job:ps', '/job:worker/task:1']
     assert config.allow_soft_placement
-    assert list(cluster.session_config(None).device_filters) == []
-    kwargs = cluster.session_kwargs(info)
+    assert list(runtime.session_config(None).device_filters) == []
+    kwargs = runtime.session_kwargs(info)
     assert (kwargs['master'], kwargs['is_chief'], kwargs['config']) == ('grpc://w1:2222', False, config)
     assert kwargs['stop_grace_period_secs'] < 30
-    assert cluster.session_kwargs(None)['is_chief']
+    assert runtime.session_kwargs(None)['is_chief']
 
 
 def test_sync_optimizer_aggregates_every_worker():
     from fcn.compat import tf, tf1
     with tf.Graph().as_default():
         base = tf1.train.GradientDescentOptimizer(0.1)
-        assert cluster.sync_optimizer(base, None) == (base, [])
+        assert runtime.sync_optimizer(base, None) == (base, [])
         info = ClusterInfo('chief', 0, WITH_CHIEF)
-        optimizer, hooks = cluster.sync_optimizer(base, info)
+        optimizer, hooks = runtime.sync_optimizer(base, info)
         assert isinstance(optimizer, tf1.train.SyncReplicasOptimizer)
         assert (optimizer._replicas_to_aggregate, optimizer._total_num_replicas) == (3, 3)
         assert len(hooks) == 1 and hooks[0]._is_chief
-        optimizer, _ = cluster.sync_optimizer(base, info, replicas_to_aggregate=2)
+        optimizer, _ = runtime.sync_optimizer(base, info, replicas_to_aggregate=2)
         assert optimizer._replicas_to_aggregate == 2
 
 
 def test_serve_forever_returns_when_done_file_is_written_after_it_started(tmp_path):
     done = tmp_path / 'run'
     done.mkdir()
-    done = done / os.path.basename(cluster.done_file(str(done)))
+    done = done / os.path.basename(done_file(str(done)))
     done.write_text('')
     os.utime(done, (time.time() - 60, time.time() - 60))  # left by an earlier run
     server = object()
-    thread = threading.Thread(target=cluster.serve_forever, args=(server, str(done), 0.02), daemon=True)
+    thread = threading.Thread(target=runtime.serve_forever, args=(server, str(done), 0.02), daemon=True)
     thread.start()
     time.sleep(0.2)
     assert thread.is_alive(), 'a stale done file must not stop the ps'
-    cluster.signal_done(str(done))
+    signal_done(str(done))
     thread.join(timeout=5)
     assert not thread.is_alive()
 
@@ -194,13 +195,14 @@ def test_serve_forever_returns_when_done_file_is_written_after_it_started(tmp_pa
 # per step, which is the gradient of 0.5 * (w - 2)^2.
 SMOKE_SCRIPT = textwrap.dedent('''
     import os, sys, time
-    from fcn import cluster, deploy
+    from fcn import deploy
+    from fcn.cluster import roles, runtime
     from fcn.compat import tf, tf1
 
-    info = cluster.resolve()
-    server = cluster.start_server(info)
+    info = roles.resolve()
+    server = runtime.start_server(info)
     if info.task_type == 'ps':
-        cluster.serve_forever(server)
+        runtime.serve_forever(server)
     ready = os.path.join(os.environ['SMOKE_DIR'], 'chief_ready')
     with tf.Graph().as_default():
         config = deploy.DeploymentConfig(clone_on_cpu=True, replica_id=info.task_index,
@@ -213,7 +215,7 @@ SMOKE_SCRIPT = textwrap.dedent('''
             return w
         clones = deploy.create_clones(config, model_fn)
         w = clones[0].outputs
-        optimizer, hooks = cluster.sync_optimizer(tf1.train.GradientDescentOptimizer(0.5), info)
+        optimizer, hooks = runtime.sync_optimizer(tf1.train.GradientDescentOptimizer(0.5), info)
         _, grads_and_vars = deploy.optimize_clones(clones, optimizer)
         with tf1.device(config.optimizer_device()):
             train_op = optimizer.apply_gradients(grads_and_vars, global_step)
@@ -224,7 +226,7 @@ SMOKE_SCRIPT = textwrap.dedent('''
         if not info.is_chief:
             while not os.path.exists(ready):  # skips the 30 s poll of a worker that is up first
                 time.sleep(0.05)
-        with tf1.train.MonitoredTrainingSession(hooks=hooks, **cluster.session_kwargs(info)) as sess:
+        with tf1.train.MonitoredTrainingSession(hooks=hooks, **runtime.session_kwargs(info)) as sess:
             if info.is_chief:
                 open(ready, 'w').close()
             while not sess.should_stop():
@@ -282,3 +284,59 @@ def test_cluster_manifests_run_train_py_with_a_valid_config():
         assert command[:2] == ['python', 'train.py']
         args = add_config_args(argparse.ArgumentParser()).parse_args(command[2:])
         assert load_config(args.config, args.overrides).deploy.sync_replicas
+
+
+# --- structure: role resolution without TensorFlow, one dispatch of the roles ------------------
+
+def test_role_resolution_and_launcher_do_not_import_tensorflow():
+    """fcn.launch and the role/done modules run in every task before TensorFlow is needed."""
+    code = ('import sys, fcn.cluster.roles, fcn.cluster.done, fcn.launch\n'
+            'info = fcn.cluster.roles.resolve({"SLURM_PROCID": "1", "SLURM_STEP_NUM_TASKS": "2", '
+            '"SLURM_STEP_NODELIST": "n[1-2]", "SLURM_STEP_TASKS_PER_NODE": "1(x2)", "FCN_NUM_PS": "1"})\n'
+            'print(info.task_type, info.address, sorted(m for m in sys.modules if m.split(".")[0] == "tensorflow"))')
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    result = subprocess.run([sys.executable, '-c', code], cwd=repo, capture_output=True, text=True, timeout=120,
+                            env=dict(os.environ, PYTHONPATH=repo))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ['worker', 'n2:8888', '[]']
+
+
+@pytest.mark.parametrize('hostlist, tasks', [
+    ('node[01-02],node10', '2(x2),1'), ('n[1-2],m5,o[3-4,6,7-9]', '1,2(x3),3,1(x4)'),
+    ('gpu-a[008-011],cpu7', '4(x5)'), ('single', '3')])
+def test_slurm_lists_are_read_as_slurm_cluster_resolver_reads_them(hostlist, tasks):
+    from tensorflow.python.distribute.cluster_resolver import slurm_cluster_resolver as reference
+    assert roles.expand_hostlist(hostlist) == reference.expand_hostlist(hostlist)
+    assert roles.expand_tasks_per_node(tasks) == reference.expand_tasks_per_node(tasks)
+
+
+@pytest.mark.parametrize('hostlist', ['n[1-2', 'n[a-b]', 'n[1-2-3]', 'a,,b'])
+def test_malformed_slurm_hostlist_is_a_value_error(hostlist):
+    with pytest.raises(ValueError, match='invalid hostlist'):
+        roles.expand_hostlist(hostlist)
+
+
+def test_every_role_is_dispatched_by_fcn_task(monkeypatch):
+    from fcn import eval_lib, task, train_lib
+    calls = []
+    monkeypatch.setattr(train_lib, 'train', lambda cfg, info, log: calls.append(('train', info)) or 7)
+    monkeypatch.setattr(eval_lib, 'evaluate_loop', lambda cfg: calls.append(('eval', None)))
+    monkeypatch.setattr(task, 'serve_parameters', lambda cfg, info, log: calls.append(('serve', info)))
+    chief, ps = ClusterInfo('chief', 0, WITH_CHIEF), ClusterInfo('ps', 1, WITH_CHIEF)
+    evaluator = ClusterInfo('evaluator', 0, WITH_CHIEF)
+    assert task.run('cfg', None) == 7 and task.run('cfg', chief) == 7
+    assert task.run('cfg', ps) is None and task.run('cfg', evaluator) is None
+    assert calls == [('train', None), ('train', chief), ('serve', ps), ('eval', None)]
+
+
+def test_only_a_ps_serves_and_only_chief_and_workers_train():
+    from fcn import task, train_lib
+    with pytest.raises(ClusterError, match='only a ps task serves parameters; this task is worker:1'):
+        task.serve_parameters(None, ClusterInfo('worker', 1, SPEC))
+    with pytest.raises(ValueError, match='only chief and worker tasks train; this task is ps:0'):
+        train_lib.train(_MinimalConfig(), ClusterInfo('ps', 0, SPEC))
+
+
+class _MinimalConfig:
+    class deploy:
+        num_clones, clone_on_cpu = 1, False

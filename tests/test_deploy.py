@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from fcn import deploy
-from fcn.cluster import ClusterInfo
+from fcn.cluster.roles import ClusterInfo
 from fcn.compat import slim, tf, tf1
 from fcn.config import Config
 

@@ -216,12 +216,6 @@ def test_flip_averaging_is_mirror_symmetric_and_export_matches_eval(random_run, 
     control.close()
 
 
-def test_bad_scales_are_a_config_error(random_run):
-    cfg = _config(random_run.data.dir, random_run.train.run_dir, 'eval.scales=[0.5, 0]')
-    with pytest.raises(ValueError, match='eval.scales must be a non-empty list of positive numbers'):
-        eval_lib.EvalGraph(cfg)
-
-
 # --- best checkpoint ------------------------------------------------------------------------
 
 def _save_tiny(prefix, value):

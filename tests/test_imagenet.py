@@ -135,7 +135,7 @@ def test_a_segmentation_checkpoint_is_a_clear_error(tmp_path):
     random_vgg_checkpoint(path, num_classes=21, width=WIDTH)
     with pytest.raises(checkpoints.CheckpointError, match=r'vgg_16/fc8/weights .*\[1, 1, 512, 21\].*1000'):
         imagenet.Classifier(load_config('configs/imagenet.yaml', OVERRIDES), path)
-    with pytest.raises(ValueError, match='num_classes 1000'):
+    with pytest.raises(ValueError, match='needs data.num_classes to be null or one of 1000, got 21'):
         imagenet.Classifier(load_config('configs/imagenet.yaml', OVERRIDES + ['data.num_classes=21']), path)
 
 

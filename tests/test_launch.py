@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from fcn import cluster, launch
+from fcn import launch
+from fcn.cluster import roles
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TASKS = ('ps:0', 'worker:0', 'worker:1')
@@ -20,9 +21,9 @@ TASKS = ('ps:0', 'worker:0', 'worker:1')
 #   sleep: every task waits
 STANDIN = textwrap.dedent('''
     import os, signal, sys, time
-    from fcn import cluster
+    from fcn.cluster import roles
 
-    info = cluster.resolve()
+    info = roles.resolve()
     name = '%s:%d' % (info.task_type, info.task_index)
     mode, pid_dir = os.environ['STANDIN_MODE'], os.environ['PID_DIR']
     if mode == 'ok' and info.task_type == 'ps':
@@ -184,7 +185,7 @@ def test_tf_config_of_every_task_reads_back():
     assert all(address.startswith('127.0.0.1:') for address in spec['worker'] + spec['ps'])
     for job, count in (('worker', 3), ('ps', 2)):
         for index in range(count):
-            info = cluster.resolve(launch.task_env(spec, job, index, environ={}))
+            info = roles.resolve(launch.task_env(spec, job, index, environ={}))
             assert (info.task_type, info.task_index, info.cluster_spec) == (job, index, spec)
             assert info.is_chief is (job == 'worker' and index == 0)
 

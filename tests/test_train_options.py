@@ -6,7 +6,8 @@ import os
 import numpy as np
 import pytest
 
-from fcn import cluster, deploy, train_lib
+from fcn import deploy, train_lib
+from fcn.cluster import runtime
 from fcn.compat import tf, tf1
 from fcn.nets.upsample import bilinear_weights
 from pipeline_fixtures import build_synthetic, scalar_series, tiny_config
@@ -100,8 +101,8 @@ def _all_finite(checkpoint):
 def test_gpu_option_trains_on_cpu(records, tmp_path, option, monkeypatch):
     run_dir = str(tmp_path / 'run')
     session_configs = []
-    session_kwargs = cluster.session_kwargs
-    monkeypatch.setattr(cluster, 'session_kwargs',
+    session_kwargs = runtime.session_kwargs
+    monkeypatch.setattr(runtime, 'session_kwargs',
                         lambda info, base: session_configs.append(base) or session_kwargs(info, base))
     train_lib.train(tiny_config(records, run_dir, steps=10, extra=['train.%s=true' % option]), **QUIET)
     checkpoint = tf1.train.latest_checkpoint(run_dir)

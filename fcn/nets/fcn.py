@@ -126,12 +126,9 @@ def fcn32s(images, num_classes, **kwargs):
 
 
 def build_model(images, cfg, num_classes, is_training):
-    """The net named by `model.name`, configured from the `model` section of a config."""
+    """The net named by `model.name`, configured from the `model` section of a config
+    (its values checked by fcn.config.CHECKS)."""
     model = cfg.model
-    if model.name not in NUM_SKIPS:
-        raise ValueError('model.name %r is not available (valid: %s)' % (model.name, ', '.join(NUM_SKIPS)))
-    if model.upsample not in ('learnable', 'fixed'):
-        raise ValueError('model.upsample must be learnable or fixed, got %r' % model.upsample)
     return fcn(images, num_classes, model.name, is_training=is_training, width=model.width,
                dropout_keep_prob=model.dropout_keep_prob, weight_decay=model.weight_decay,
                upsample_trainable=model.upsample == 'learnable', skip_scaling=model.skip_scaling)

@@ -1,4 +1,7 @@
-"""Which process of a training job this is, and the TensorFlow servers and sessions it needs.
+"""Which process of a training job this is: its role, from TF_CONFIG or a Slurm step.
+
+No TensorFlow import (fcn.launch, which only builds TF_CONFIG, uses this module and starts
+fast); tests/test_cluster.py checks it in a fresh interpreter.
 
 A cluster job runs the same `train.py` in every process; each learns its role from
   - TF_CONFIG (Kubernetes TFJob, fcn.launch), e.g.
@@ -13,42 +16,15 @@ A cluster job runs the same `train.py` in every process; each learns its role fr
     tf.distribute.cluster_resolver.SlurmClusterResolver(jobs={'ps': P, 'worker': W}), read
     here from SLURM_* variables because the resolver reads only os.environ, sets
     CUDA_VISIBLE_DEVICES as a side effect, and needs nvidia-smi or gpus_per_node >= tasks
-    per node (it fails on CPU-only nodes).
+    per node (it fails on CPU-only nodes). Its node-list syntax is parsed here too
+    (`expand_hostlist`, `expand_tasks_per_node`), so that no TensorFlow import is needed.
 
-Between-graph replication with parameter servers: chief and workers each build the graph
-(fcn.deploy places variables on the ps tasks) and run it in a session on their own server;
-gradients are aggregated synchronously by SyncReplicasOptimizer (`sync_optimizer`).
-
-How the trainer uses this module:
-
-    info = cluster.resolve()                         # None: a single process
-    if info is not None and info.task_type == 'evaluator':
-        ... evaluate (eval loop) instead of training ...
-    if info is not None:
-        server = cluster.start_server(info)
-        if info.task_type == 'ps':
-            cluster.serve_forever(server, cluster.done_file(run_dir))  # until the chief is done
-            return
-    ... build the graph with fcn.deploy.from_config(cfg, info); every variable on
-        variables_device() (fcn.deploy does it for the clones' variables) ...
-    sync_hooks = []
-    if cfg.deploy.sync_replicas:
-        optimizer, sync_hooks = cluster.sync_optimizer(optimizer, info, cfg.deploy.replicas_to_aggregate)
-    if cluster.is_chief(info):   # the chief initialises, saves, summarises
-        session = MonitoredTrainingSession(**cluster.session_kwargs(info, base_config),
-                                           hooks=sync_hooks + ..., checkpoint_dir=run_dir)
-    else:                        # the other workers wait for the chief's initialisation
-        session = cluster.worker_session(info, scaffold, sync_hooks + ..., base_config)
-    if info is not None and info.is_chief:
-        cluster.signal_done(cluster.done_file(run_dir))
-
-TensorFlow is imported by the functions that need it, so fcn.launch (which only builds
-TF_CONFIG) starts without it.
+What each role then does is decided in one place, fcn.task.
 """
 import dataclasses
 import json
 import os
-import time
+import re
 
 TASK_TYPES = ('chief', 'worker', 'ps', 'evaluator')
 TRAINING_JOBS = ('chief', 'worker', 'ps')
@@ -56,10 +32,6 @@ ALIASES = {'master': 'chief'}
 SLURM_NUM_PS = 'FCN_NUM_PS'
 SLURM_PORT_BASE = 'FCN_PORT_BASE'
 DEFAULT_PORT_BASE = 8888
-STOP_GRACE_SECS = 5
-WORKER_POLL_SECS = 1.0
-WORKER_MAX_WAIT_SECS = 7200
-DONE_FILENAME = 'cluster.done'
 
 
 class ClusterError(ValueError):
@@ -260,8 +232,6 @@ def _slurm_int(environ, name, default=None):
 def _slurm_addresses(environ, port_base):
     """'host:port' of every task in rank order: node by node in node-list order (Slurm's
     node lists are sorted, as SlurmClusterResolver sorts them), port_base + index on the node."""
-    from tensorflow.python.distribute.cluster_resolver.slurm_cluster_resolver import (
-        expand_hostlist, expand_tasks_per_node)
     for name in ('SLURM_STEP_NODELIST', 'SLURM_STEP_TASKS_PER_NODE'):
         if not environ.get(name):
             raise ClusterError('%s is not set: not inside a Slurm step (srun)?' % name)
@@ -290,173 +260,55 @@ def _check_own_address(environ, address, port_base):
                            % (environ.get('SLURM_PROCID'), node, local_id, address))
 
 
-def start_server(info):
-    """Starts this task's tf.compat.v1.train.Server. Parameter servers see no GPU: they
-    only hold variables, and must not take the workers' GPU memory."""
-    from fcn.compat import tf1
-    if info.task_type not in TRAINING_JOBS:
-        raise ClusterError('a %s task is not part of the training cluster and starts no server' % info.task_type)
-    config = tf1.ConfigProto(device_count={'GPU': 0}) if info.task_type == 'ps' else None
-    return tf1.train.Server(tf1.train.ClusterSpec(info.training_spec), job_name=info.task_type,
-                            task_index=info.task_index, protocol=info.rpc_layer, config=config, start=True)
+
+def expand_hostlist(hostlist):
+    """A Slurm node list -> host names, in order: 'n[1-2],m5,o[08-10]' ->
+    ['n1', 'n2', 'm5', 'o08', 'o09', 'o10'] (zero padding kept; the syntax of
+    SlurmClusterResolver's expand_hostlist). ValueError on a malformed list."""
+    hosts = []
+    for part in _split_outside_brackets(hostlist):
+        match = re.fullmatch(r'([^,\[\]]*)(?:\[([^\]]+)\])?', part)
+        if match is None or not part:
+            raise ValueError('invalid hostlist %r: cannot read %r' % (hostlist, part))
+        prefix, ranges = match.groups()
+        if ranges is None:
+            hosts.append(prefix)
+        else:
+            hosts.extend(prefix + number for number in _expand_ranges(hostlist, ranges))
+    return hosts
 
 
-def serve_forever(server, done_file=None, poll_secs=2.0):
-    """Serves a parameter server until `done_file` is written (created or touched after this
-    call began: a file left by an earlier run does not count), or, without one, until the
-    process is killed (fcn.launch, Kubernetes and Slurm all end the ps tasks of a job).
-    `server` is kept referenced while serving; its gRPC threads do the work."""
-    started = time.time()
-    while not written_since(done_file, started):
-        time.sleep(poll_secs)
-    return server
+def _split_outside_brackets(text):
+    parts, current, depth = [], '', 0
+    for char in text:
+        if char == ',' and depth == 0:
+            parts.append(current)
+            current = ''
+            continue
+        depth += {'[': 1, ']': -1}.get(char, 0)
+        current += char
+    if current:
+        parts.append(current)
+    return parts
 
 
-def written_since(path, since):
-    """True when the file `path` exists and was written at or after time `since`."""
-    if path is None:
-        return False
-    try:
-        return os.stat(path).st_mtime >= since
-    except FileNotFoundError:
-        return False
+def _expand_ranges(hostlist, ranges):
+    """'1-3,07' -> '1', '2', '3', '07' (each number as wide as its range's start)."""
+    for item in ranges.split(','):
+        bounds = item.split('-')
+        if len(bounds) > 2 or not all(b.isdigit() for b in bounds):
+            raise ValueError('invalid hostlist %r: cannot read the range %r' % (hostlist, item))
+        first, last = int(bounds[0]), int(bounds[-1])
+        for number in range(first, last + 1):
+            yield str(number).zfill(len(bounds[0]))
 
 
-def done_file(run_dir):
-    """The file by which the chief tells the ps tasks the job is over (run_dir is shared)."""
-    return os.path.join(run_dir, DONE_FILENAME)
-
-
-def signal_done(done_file):
-    """Called by the chief when training is over: the ps tasks serving on done_file return."""
-    os.makedirs(os.path.dirname(os.path.abspath(done_file)), exist_ok=True)
-    with open(done_file, 'a'):
-        pass
-    os.utime(done_file)
-
-
-def session_target(info):
-    """The `master` for MonitoredTrainingSession: this task's server, '' for a single process."""
-    return '' if info is None else info.master
-
-
-def session_config(info, base=None):
-    """Session ConfigProto (a copy of `base`) with device filters for a cluster task: a worker
-    talks to the ps tasks and itself only, so it neither waits for nor depends on the other
-    workers being up. Soft placement is on (clones on GPUs fall back to CPU)."""
-    from fcn.compat import tf1
-    config = tf1.ConfigProto()
-    if base is not None:
-        config.CopyFrom(base)
-    config.allow_soft_placement = True
-    if info is not None:
-        del config.device_filters[:]
-        config.device_filters.extend(['/job:ps', '/job:%s/task:%d' % (info.task_type, info.task_index)])
-    return config
-
-
-def session_kwargs(info, base_config=None):
-    """The cluster arguments of tf1.train.MonitoredTrainingSession for this task: master,
-    is_chief, config (see session_config) and a short stop_grace_period_secs. The short grace
-    matters with sync_optimizer: at the end, the chief's aggregation queue runner is left
-    blocked waiting for gradients, and closing the session would wait the default 120 s."""
-    return dict(master=session_target(info), is_chief=is_chief(info),
-                config=session_config(info, base_config), stop_grace_period_secs=STOP_GRACE_SECS)
-
-
-def worker_session(info, scaffold, hooks, base_config=None, poll_secs=WORKER_POLL_SECS,
-                   max_wait_secs=WORKER_MAX_WAIT_SECS):
-    """The MonitoredSession of a worker that is not the chief (call it with the training
-    graph as the default graph): what MonitoredTrainingSession(is_chief=False) makes, except
-    that it checks every `poll_secs` whether the chief has initialised (or restored) the
-    variables, where TF's WorkerSessionCreator checks every 30 s. A worker up before the
-    chief's initialisation, which is common, would otherwise idle up to 30 s, and with
-    synchronous replicas every other worker waits for it."""
-    from fcn.compat import tf1
-    if is_chief(info):
-        raise ValueError('worker_session is for the workers other than the chief')
-    kwargs = session_kwargs(info, base_config)
-    creator = _WorkerSessionCreator(scaffold, tf1.get_default_graph(), kwargs['master'], kwargs['config'],
-                                    poll_secs, max_wait_secs)
-    return tf1.train.MonitoredSession(session_creator=creator, hooks=hooks,
-                                      stop_grace_period_secs=kwargs['stop_grace_period_secs'])
-
-
-class _WorkerSessionCreator:
-    """A tf1.train.SessionCreator: tf1.train.WorkerSessionCreator with a poll interval."""
-
-    def __init__(self, scaffold, graph, master, config, poll_secs, max_wait_secs):
-        self._scaffold = scaffold
-        self._graph = graph
-        self._master = master
-        self._config = config
-        self._poll_secs = poll_secs
-        self._max_wait_secs = max_wait_secs
-
-    def create_session(self):
-        from fcn.compat import tf1
-        scaffold = self._scaffold
-        scaffold.finalize()
-        manager = tf1.train.SessionManager(
-            local_init_op=scaffold.local_init_op, ready_op=scaffold.ready_op,
-            ready_for_local_init_op=scaffold.ready_for_local_init_op, graph=self._graph,
-            recovery_wait_secs=self._poll_secs, local_init_feed_dict=scaffold.local_init_feed_dict)
-        return manager.wait_for_session(self._master, config=self._config, max_wait_secs=self._max_wait_secs)
-
-
-def sync_optimizer(optimizer, info, replicas_to_aggregate=None):
-    """Wraps `optimizer` for synchronous training -> (optimizer, hooks).
-
-    Each step averages the gradients of `replicas_to_aggregate` replicas (default: every
-    training process). Returns (optimizer, []) unchanged for a single process (info None).
-    The trainer must pass global_step to apply_gradients and `hooks` to its
-    MonitoredTrainingSession on every worker (the chief's hook starts the aggregation queue
-    runner and puts the first tokens in). No tokens beyond what the replica counts require
-    are put in, so the first update waits for a gradient from every replica rather than
-    letting the first worker up run ahead alone."""
-    if info is None:
-        return optimizer, []
-    replicas = replicas_to_aggregate or info.num_workers
-    sync = _sync_replicas_class()(optimizer, replicas_to_aggregate=replicas, total_num_replicas=info.num_workers)
-    num_tokens = max(0, replicas - info.num_workers)
-    return sync, [sync.make_session_run_hook(info.is_chief, num_tokens=num_tokens)]
-
-
-_SYNC_REPLICAS_CLASS = None
-
-
-def _sync_replicas_class():
-    """tf1.train.SyncReplicasOptimizer whose chief queue runner ends quietly when the session
-    closes (built on first use: TensorFlow is imported lazily).
-
-    At the end of training the chief's aggregation thread (QueueRunnerThread-sync_token_q)
-    is blocked waiting for gradients of a step no worker will run. Closing the session
-    cancels that wait with CancelledError, which the stock QueueRunner reports to the
-    already-joined Coordinator; that re-raises it, and the thread dies printing
-    "Exception in thread QueueRunnerThread-sync_token_q-...: CancelledError: Step was
-    cancelled by an explicit call to `Session::Close()`". The runner below ignores a
-    CancelledError only once a stop was requested (the session is closing); at any other
-    time it is reported as before."""
-    global _SYNC_REPLICAS_CLASS
-    if _SYNC_REPLICAS_CLASS is not None:
-        return _SYNC_REPLICAS_CLASS
-    from fcn.compat import tf, tf1
-
-    class ChiefQueueRunner(tf1.train.QueueRunner):
-        def _run(self, sess, enqueue_op, coord=None):
-            try:
-                super()._run(sess, enqueue_op, coord)
-            except tf.errors.CancelledError:
-                if coord is None or not coord.should_stop():
-                    raise
-
-    class SyncReplicasOptimizer(tf1.train.SyncReplicasOptimizer):
-        def get_chief_queue_runner(self):
-            runner = super().get_chief_queue_runner()
-            # Same queue and ops (none added to the graph), quiet at close.
-            return ChiefQueueRunner(queue=runner.queue, enqueue_ops=runner.enqueue_ops,
-                                    close_op=runner.close_op, cancel_op=runner.cancel_op,
-                                    queue_closed_exception_types=runner.queue_closed_exception_types)
-
-    _SYNC_REPLICAS_CLASS = SyncReplicasOptimizer
-    return SyncReplicasOptimizer
+def expand_tasks_per_node(tasks_per_node):
+    """SLURM_STEP_TASKS_PER_NODE -> one count per node: '3(x2),2,1' -> [3, 3, 2, 1]."""
+    counts = []
+    for part in tasks_per_node.split(','):
+        match = re.fullmatch(r'(\d+)(?:\(x(\d+)\))?', part)
+        if match is None:
+            raise ValueError('invalid tasks-per-node list %r: cannot read %r' % (tasks_per_node, part))
+        counts.extend([int(match.group(1))] * int(match.group(2) or 1))
+    return counts

@@ -1,0 +1,32 @@
+"""What this process of a job does, decided in one place from its role (fcn.cluster.roles):
+
+    ps          serves variables until the chief writes <train.run_dir>/cluster.done
+    evaluator   evaluates each new checkpoint of the run (TFJob's evaluator; not in the cluster)
+    chief, worker, or a single process (no cluster)   trains (fcn.train_lib.train)
+"""
+from fcn.cluster import done, roles
+
+
+def run(cfg, cluster_info=None, log=print):
+    """Runs this process's part of the job; returns the trainer's final global step (None
+    for a ps or an evaluator)."""
+    role = None if cluster_info is None else cluster_info.task_type
+    if role == 'ps':
+        return serve_parameters(cfg, cluster_info, log)
+    if role == 'evaluator':
+        from fcn import eval_lib
+        eval_lib.evaluate_loop(cfg)
+        return None
+    from fcn import train_lib
+    return train_lib.train(cfg, cluster_info, log=log)
+
+
+def serve_parameters(cfg, cluster_info, log=print):
+    """A ps task: starts its server and serves until the chief is done."""
+    if cluster_info.task_type != 'ps':
+        raise roles.ClusterError('only a ps task serves parameters; this task is %s:%d'
+                                 % (cluster_info.task_type, cluster_info.task_index))
+    from fcn.cluster import runtime
+    server = runtime.start_server(cluster_info)
+    log('ps %d serving at %s until the chief is done' % (cluster_info.task_index, cluster_info.address))
+    runtime.serve_forever(server, done.done_file(cfg.train.run_dir))
