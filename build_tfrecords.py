@@ -4,7 +4,13 @@
   python build_tfrecords.py --dataset voc --data_dir VOC2012 [--sbd_dir SBD/dataset] --out data/voc
   python build_tfrecords.py --dataset coco --data_dir coco --labels voc20 --out data/coco-voc
   python build_tfrecords.py --dataset folder --images my/images --masks my/masks \\
-      --class_names my/classes.txt --out data/mine [--val_fraction 0.1 --seed 0]
+      --class_names my/classes.txt --out data/mine [--val_fraction 0.1 --seed 0] [--mask_map 255:1]
+  python build_tfrecords.py --dataset records --data_dir deeplab/tfrecord --num_classes 21 \\
+      [--class_names classes.txt] [--ignore_label 255] --out data/voc-deeplab
+
+--dataset records indexes records written by another tool (DeepLab's keys): every shard is read
+and checked, summary.json is written into --out and the shards are linked there (copied where
+links fail); the --data_dir folder is never written to.
 """
 import argparse
 import os
@@ -13,12 +19,14 @@ import sys
 
 def make_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('--dataset', required=True, choices=['voc', 'synthetic', 'coco', 'folder'])
+    from fcn.data import registry
+    p.add_argument('--dataset', required=True, choices=registry.names())
     p.add_argument('--out', required=True, help='output folder for shards and summary.json')
     p.add_argument('--splits', help='comma-separated splits to build (voc: default train,val[,train_aug]; '
                                     'coco: default train,val)')
     g = p.add_argument_group('voc / sbd / coco')
-    g.add_argument('--data_dir', help='VOC2012 folder (voc) or COCO root with annotations/ (coco)')
+    g.add_argument('--data_dir', help='VOC2012 folder (voc), COCO root with annotations/ (coco) or the folder '
+                                      'of *.tfrecord shards (records)')
     g.add_argument('--sbd_dir', help='SBD "dataset" folder (cls/*.mat, train.txt, val.txt): adds train_aug')
     g.add_argument('--labels', default='voc20', choices=['voc20', 'coco'],
                    help='coco label map: voc20 (VOC classes, other categories background) or coco (80 + background)')
@@ -27,13 +35,18 @@ def make_parser():
     g = p.add_argument_group('folder')
     g.add_argument('--images', help='folder of images')
     g.add_argument('--masks', help='folder of masks, matched to images by file stem')
-    g.add_argument('--class_names', help='text file, one class name a line (line i = class id i)')
+    g.add_argument('--class_names', help='folder, records: text file, one class name a line (line i = class id i)')
     g.add_argument('--colors', help='YAML colour table for RGB masks: {classes: {name: [r, g, b], ...}, '
                                     'ignore: [[r, g, b], ...]}')
     g.add_argument('--train_list', help='list file of training image stems (relative to --images)')
     g.add_argument('--val_list', help='list file of validation image stems (relative to --images)')
     g.add_argument('--val_fraction', type=float, default=0.1,
                    help='without list files: seeded random fraction of the images used as val')
+    g.add_argument('--mask_map', help='index masks: change mask values before anything else, e.g. 255:1 for '
+                                      'binary 0/255 masks (255 is the ignore label); several: 255:1,128:2')
+    g = p.add_argument_group('records (written by another tool, e.g. DeepLab)')
+    g.add_argument('--num_classes', type=int, help='the number of classes the labels use (values 0..N-1)')
+    g.add_argument('--ignore_label', type=int, default=255, help='the label value of void pixels')
     g = p.add_argument_group('synthetic')
     g.add_argument('--num_train', type=int, default=200)
     g.add_argument('--num_val', type=int, default=40)
@@ -57,10 +70,13 @@ def main(argv=None):
     except build.DatasetError as e:
         print('error: %s' % e, file=sys.stderr)
         return 2
-    for split, info in sorted(summary['splits'].items()):
-        print('%s: %d images in %d shards, %d skipped' % (split, info['num_images'], info['num_shards'],
-                                                           len(info['skipped'])))
-    print('wrote %s' % os.path.join(args.out, 'summary.json'))
+    from fcn.data import info, sanity
+    for split, entry in sorted(summary['splits'].items()):
+        print('%s: %d images in %d shards, %d skipped' % (split, entry['num_images'], entry['num_shards'],
+                                                           len(entry['skipped'])))
+    print('wrote %s' % info.summary_path(args.out))
+    for line in sanity.warnings_for(info.DatasetInfo.from_dict(summary)):
+        print('warning: %s' % line, file=sys.stderr)
     return 0
 
 

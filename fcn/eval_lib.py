@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from fcn import checkpoints, metrics, optim, rundir
 from fcn.compat import latest_checkpoint, tf, tf1
-from fcn.data import provider
+from fcn.data import provider, records
 from fcn.nets.fcn import build_model
 
 EVAL_SUBDIR = 'eval'
@@ -106,6 +106,7 @@ class EvalGraph:
         self.graph = tf.Graph()
         with self.graph.as_default():
             self.dataset = provider.dataset_from_config(cfg, split or cfg.data.eval_split)
+            self.num_records = sum(records.count_records(path) for path in self.dataset.data_sources)
             example = provider.eval_example(self.dataset)
             self.predictions = predict_classes(example['images'], cfg, self.dataset.num_classes)
             self.labels = example['labels']
@@ -115,8 +116,9 @@ class EvalGraph:
             self.restorer = ModelRestorer(cfg)
 
     def num_images(self):
+        """The images of the split, counted in its shards (not taken from summary.json), up to eval.max_images."""
         limit = self.cfg.eval.max_images
-        return self.dataset.num_samples if limit is None else min(limit, self.dataset.num_samples)
+        return self.num_records if limit is None else min(limit, self.num_records)
 
     def run(self, checkpoint, progress=True):
         """Evaluates one checkpoint over the split; returns (results dict, global step)."""
@@ -132,6 +134,11 @@ class EvalGraph:
                 for _ in bar:
                     sess.run(self.confusion.update)
                 confusion = sess.run(self.confusion.value)
+            except tf.errors.InvalidArgumentError as e:
+                error = provider.label_error(e)  # a label outside the classes: a user error
+                if error is None:
+                    raise
+                raise error from None
             finally:
                 coord.request_stop()
                 coord.join(threads, stop_grace_period_secs=5)

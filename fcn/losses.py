@@ -13,7 +13,8 @@ Conventions (the trainer in fcn/train_lib.py relies on them):
   `tf.compat.v1.GraphKeys.REGULARIZATION_LOSSES`.
 
 Class weights can be given as numbers or computed from the per-class pixel counts that
-build_tfrecords.py writes to summary.json (`class_weights_from_counts`, `resolve_class_weights`).
+build_tfrecords.py writes to summary.json (`class_weights_from_counts`, `resolve_class_weights`,
+which takes the training split's `fcn.data.info.SplitInfo`).
 """
 import numbers
 
@@ -22,9 +23,6 @@ import numpy as np
 from fcn.compat import tf, tf1
 
 WEIGHT_METHODS = ('median_frequency', 'inverse_frequency', 'none')
-# Keys of a split's entry in summary.json (records.split_info) read by resolve_class_weights.
-PIXEL_COUNTS_KEY = 'class_pixel_counts'
-PRESENT_PIXEL_COUNTS_KEY = 'class_present_pixel_counts'
 
 
 def segmentation_loss(logits, labels, num_classes, ignore_label=255, class_weights=None,
@@ -103,10 +101,9 @@ def class_weights_from_counts(pixel_counts, method='median_frequency', present_p
     """Per-class loss weights (numpy float64 [C]) from per-class pixel counts.
 
     Methods:
-      median_frequency (Eigen & Fergus 2015): w_c = median(freq) / freq_c, where freq_c is
-        the class's pixel count over the pixels of the images that contain the class
-        (`present_pixel_counts`, if known) or else over all labelled pixels. The median is
-        taken over the classes that occur, so the median class gets weight 1.
+      median_frequency (Eigen & Fergus 2015): freq_c = pixels of c / labelled pixels of the
+        images where c is present (`present_pixel_counts`, required), w_c = median(freq) / freq_c.
+        The median is taken over the classes that occur, so the median class gets weight 1.
       inverse_frequency: w_c = total / (K * count_c) with K the number of classes that
         occur; the pixel-averaged weight is then exactly 1, keeping the loss scale.
       none: all ones.
@@ -117,54 +114,56 @@ def class_weights_from_counts(pixel_counts, method='median_frequency', present_p
         return np.ones_like(counts)
     present = counts > 0
     weights = np.zeros_like(counts)
-    if not present.any():
-        return weights
     if method == 'median_frequency':
-        totals = counts.sum() if present_pixel_counts is None else np.asarray(present_pixel_counts, np.float64)
-        freq = counts[present] / np.broadcast_to(totals, counts.shape)[present]
-        weights[present] = np.median(freq) / freq
+        if present_pixel_counts is None:
+            raise ValueError('median_frequency needs the labelled pixels of the images where each class is '
+                             'present (class_present_pixel_counts)')
+        if present.any():
+            freq = counts[present] / np.asarray(present_pixel_counts, np.float64)[present]
+            weights[present] = np.median(freq) / freq
     elif method == 'inverse_frequency':
-        weights[present] = counts.sum() / (present.sum() * counts[present])
+        if present.any():
+            weights[present] = counts.sum() / (present.sum() * counts[present])
     else:
         raise ValueError('unknown class weight method %r (valid: %s)' % (method, ', '.join(WEIGHT_METHODS)))
     return weights
 
 
-def resolve_class_weights(cfg_loss, summary_split=None, num_classes=None):
+def resolve_class_weights(cfg_loss, split=None, num_classes=None):
     """Turns `loss.class_weights` into None (unweighted) or a list of num_classes floats.
 
     Args:
       cfg_loss: the `loss:` config section; its class_weights is null, 'none', a list of
         numbers, or a method name of `class_weights_from_counts`.
-      summary_split: the training split's entry of summary.json (records.split_info); a
-        method name needs its `class_pixel_counts` (and uses `class_present_pixel_counts`
-        when present).
+      split: the training split's `fcn.data.info.SplitInfo`; a method name needs its
+        class_pixel_counts (and, for median_frequency, class_present_pixel_counts).
       num_classes: expected length; defaults to the length of the split's pixel counts.
     """
     value = cfg_loss.class_weights
-    counts = (summary_split or {}).get(PIXEL_COUNTS_KEY)
+    counts = split.class_pixel_counts if split is not None else None
     if num_classes is None and counts is not None:
         num_classes = len(counts)
     if value is None or value == 'none':
         return None
     if isinstance(value, str):
-        return _weights_from_summary(value, summary_split or {}, num_classes)
+        return _weights_from_split(value, split, num_classes)
     if isinstance(value, (list, tuple)):
         return _checked_weight_list(value, num_classes)
     raise ValueError('loss.class_weights must be null, a list of numbers or one of %s; got %r'
                      % (', '.join(WEIGHT_METHODS), value))
 
 
-def _weights_from_summary(method, summary_split, num_classes):
+def _weights_from_split(method, split, num_classes):
     if method not in WEIGHT_METHODS:
         raise ValueError('loss.class_weights: unknown method %r (valid: %s, or a list of numbers)'
                          % (method, ', '.join(WEIGHT_METHODS)))
-    counts = summary_split.get(PIXEL_COUNTS_KEY)
-    if counts is None:
-        raise ValueError('loss.class_weights = %r needs per-class pixel counts (%r) in the training '
-                         'split of summary.json; rebuild the records with build_tfrecords.py or give '
-                         'the weights as a list' % (method, PIXEL_COUNTS_KEY))
-    weights = class_weights_from_counts(counts, method, summary_split.get(PRESENT_PIXEL_COUNTS_KEY))
+    needed = ['class_pixel_counts'] + (['class_present_pixel_counts'] if method == 'median_frequency' else [])
+    missing = [key for key in needed if split is None or getattr(split, key) is None]
+    if missing:
+        raise ValueError('loss.class_weights = %r needs %s in the training split of summary.json; rebuild the '
+                         'records with build_tfrecords.py (records of another tool: --dataset records) or give '
+                         'the weights as a list' % (method, ' and '.join(missing)))
+    weights = class_weights_from_counts(split.class_pixel_counts, method, split.class_present_pixel_counts)
     return _checked_weight_list(weights.tolist(), num_classes)
 
 

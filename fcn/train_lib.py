@@ -33,8 +33,8 @@ class TrainGraph:
         self.sync_hooks = []
         info = info or dataset_info.for_config(cfg)
         self.dataset = provider.dataset_from_config(cfg, cfg.data.train_split, info)
-        split = info.split(cfg.data.train_split).to_dict()
-        self.class_weights = losses.resolve_class_weights(cfg.loss, split, self.dataset.num_classes)
+        self.class_weights = losses.resolve_class_weights(cfg.loss, info.split(cfg.data.train_split),
+                                                          self.dataset.num_classes)
         self.graph = tf.Graph()
         with self.graph.as_default():
             if cfg.train.seed is not None:
@@ -212,8 +212,18 @@ def _run_session(cfg, graph, scaffold, cluster_info, hooks, chief_hooks):
             # the chief's initialisation every second instead of every 30 s (fcn.cluster.runtime).
             session = runtime.worker_session(cluster_info, scaffold, hooks, base_config)
         step = None
-        with session:
-            while not session.should_stop():
-                step = session.run(graph.step_after_update)
+        try:
+            with session:
+                while not session.should_stop():
+                    step = session.run(graph.step_after_update)
+        except tf.errors.InvalidArgumentError as e:
+            _raise_label_error(e)
     return step
 
+
+def _raise_label_error(error):
+    """A label outside the classes (checked by the input pipeline) is a user error; others re-raise."""
+    user_error = provider.label_error(error)
+    if user_error is None:
+        raise error
+    raise user_error from None

@@ -7,6 +7,7 @@ import pytest
 
 import datasets_fixtures as fx
 from fcn.data import build, coco, records
+from fcn.data.info import DatasetInfo
 from fcn.data.palette import VOC_CLASSES, voc_palette
 
 
@@ -167,6 +168,6 @@ def test_cli_coco_label_map_and_threshold(coco_dir, tmp_path, repo_root, capsys)
     code = cli.main(['--dataset', 'coco', '--data_dir', root, '--labels', 'coco', '--min_labeled_fraction', '0.05',
                      '--out', out, '--num_workers', '1', '--no_progress'])
     assert code == 0, capsys.readouterr().err
-    summary = records.read_summary(out)
+    summary = DatasetInfo.read(out).to_dict()
     assert summary['num_classes'] == len(fx.COCO_CATEGORIES) + 1
     assert summary['splits']['train']['num_images'] == 1 and len(summary['splits']['train']['skipped']) == 2

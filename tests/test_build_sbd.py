@@ -7,6 +7,7 @@ import scipy.io
 
 import datasets_fixtures as fx
 from fcn.data import build, records, sbd, voc
+from fcn.data.info import DatasetInfo
 
 VOC_TRAIN = ['2007_000001', '2007_000002', '2007_000003']
 VOC_VAL = ['2007_000010', '2007_000011']
@@ -117,7 +118,7 @@ def test_sbd_list_entry_escaping(trees, tmp_path):
     assert summary['splits']['train_aug']['skipped'] == [
         {'file': path, 'reason': "list entry '../../../etc/passwd.jpg' escapes the data folder %s"
                                  % os.path.join(trees[0], 'JPEGImages')}]
-    assert records.read_summary(str(tmp_path / 'out'))['splits']['train_aug']['num_images'] == 5
+    assert DatasetInfo.read(str(tmp_path / 'out')).to_dict()['splits']['train_aug']['num_images'] == 5
 
 
 def test_read_sbd_label_converts_integer_doubles(tmp_path):

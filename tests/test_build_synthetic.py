@@ -6,6 +6,7 @@ import numpy as np
 
 import datasets_fixtures as fx
 from fcn.data import records, synthetic
+from fcn.data.info import DatasetInfo
 from fcn.data.palette import read_index_png, voc_palette
 
 
@@ -59,7 +60,7 @@ def test_writes_voc_layout_and_builds_records(tmp_path):
     assert summary['splits']['train']['num_images'] == 6 and summary['splits']['val']['num_images'] == 2
     for ex in fx.read_examples(out, 'train'):
         np.testing.assert_array_equal(ex['label'], synthetic.make_example(0, int(ex['filename']), 48)[1])
-    assert records.read_summary(out) == summary
+    assert DatasetInfo.read(out).to_dict() == summary
 
 
 def test_source_is_reused_when_parameters_match_and_replaced_otherwise(tmp_path):

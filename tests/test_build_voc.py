@@ -10,6 +10,7 @@ import pytest
 
 import datasets_fixtures as fx
 from fcn.data import build, records, voc
+from fcn.data.info import DatasetInfo, summary_path
 from fcn.data.palette import VOC_CLASSES, voc_palette
 
 TRAIN = ['2007_000001', '2007_000002', '2007_000003', '2008_000004', '2008_000005']
@@ -54,7 +55,7 @@ def test_round_trip_pixels_and_summary(voc_dir, tmp_path):
         assert info['skipped'] == []
     assert summary['splits']['train']['num_shards'] == 2
     assert summary['splits']['val']['num_shards'] == 2
-    assert summary == records.read_summary(str(out))
+    assert summary == DatasetInfo.read(str(out)).to_dict()
     assert summary['dataset'] == 'voc' and summary['num_classes'] == 21 and summary['ignore_label'] == 255
     assert summary['class_names'] == list(VOC_CLASSES)
     assert summary['palette'] == voc_palette(21).tolist()
@@ -210,7 +211,7 @@ def test_failed_build_leaves_only_complete_shards_and_resumes(voc_dir, tmp_path)
     shards = [n for n in names if n.endswith('.tfrecord')]
     assert len(shards) == len(TRAIN) - 1  # all but the broken last shard, each complete
     assert not [n for n in names if n.endswith('.tmp')]
-    assert not os.path.exists(records.summary_path(str(out2)))
+    assert not os.path.exists(summary_path(str(out2)))
     before = {n: os.stat(out2 / n).st_mtime_ns for n in shards}
     fx.write_png(label_path, data[last][1])
     build.build(voc.voc_spec(str(root), ['train']), str(out2), num_shards=len(TRAIN))
@@ -293,7 +294,7 @@ def test_cli_script_builds_and_fails_cleanly(voc_dir, tmp_path, repo_root):
     ok = subprocess.run([sys.executable, script, '--dataset', 'voc', '--data_dir', str(root), '--splits', 'val',
                          '--out', str(tmp_path / 'out')], capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr
-    assert records.read_summary(str(tmp_path / 'out'))['splits']['val']['num_images'] == len(VAL)
+    assert DatasetInfo.read(str(tmp_path / 'out')).to_dict()['splits']['val']['num_images'] == len(VAL)
     bad = subprocess.run([sys.executable, script, '--dataset', 'voc', '--data_dir', str(tmp_path / 'nope'),
                           '--out', str(tmp_path / 'out2')], capture_output=True, text=True)
     assert bad.returncode == 2
@@ -328,7 +329,7 @@ def test_build_killed_mid_run_leaves_no_incomplete_shard_and_the_rerun_finishes(
         process.wait()
     shards = sorted(n for n in os.listdir(out) if n.endswith('.tfrecord'))
     assert 0 < len(shards) < 40, 'the kill should land mid-build'
-    assert not os.path.exists(records.summary_path(str(out)))
+    assert not os.path.exists(summary_path(str(out)))
     for name in shards:
         with open(out / build.STATE_DIR / (name + '.json')) as f:
             assert _count_records(str(out / name)) == json.load(f)['num_images'] == 3

@@ -8,6 +8,7 @@ import pytest
 from fcn import losses
 from fcn.compat import tf, tf1
 from fcn.config import Config
+from fcn.data.info import DatasetInfo, SplitInfo
 
 NUM_CLASSES = 3
 
@@ -128,9 +129,14 @@ def test_annealed_top_k_without_annealing_is_the_final_value():
 def test_median_frequency_weights():
     with warnings.catch_warnings():
         warnings.simplefilter('error')
-        weights = losses.class_weights_from_counts([10, 30, 0, 60], 'median_frequency')
+        weights = losses.class_weights_from_counts([10, 30, 0, 60], 'median_frequency', [100, 100, 0, 100])
     # freq = 0.1, 0.3, 0.6 over the present classes; median 0.3.
     np.testing.assert_allclose(weights, [3.0, 1.0, 0.0, 0.5])
+
+
+def test_median_frequency_needs_present_pixel_counts():
+    with pytest.raises(ValueError, match='class_present_pixel_counts'):
+        losses.class_weights_from_counts([10, 30, 60], 'median_frequency')
 
 
 def test_median_frequency_with_present_image_pixels():
@@ -152,7 +158,8 @@ def test_none_method_and_empty_counts():
     np.testing.assert_array_equal(losses.class_weights_from_counts([5, 0], 'none'), [1.0, 1.0])
     with warnings.catch_warnings():
         warnings.simplefilter('error')
-        np.testing.assert_array_equal(losses.class_weights_from_counts([0, 0], 'median_frequency'), [0.0, 0.0])
+        np.testing.assert_array_equal(losses.class_weights_from_counts([0, 0], 'median_frequency', [0, 0]),
+                                      [0.0, 0.0])
     with pytest.raises(ValueError, match='unknown class weight method'):
         losses.class_weights_from_counts([1, 2], 'sqrt')
 
@@ -161,7 +168,7 @@ def _loss_cfg(class_weights):
     return Config({'class_weights': class_weights, 'top_k_percent': 1.0, 'hard_mining_anneal_steps': 0})
 
 
-SPLIT = {'num_examples': 3, losses.PIXEL_COUNTS_KEY: [10, 30, 60]}
+SPLIT = SplitInfo(num_images=3, class_pixel_counts=(10, 30, 60), class_present_pixel_counts=(100, 100, 100))
 
 
 def test_resolve_class_weights_from_config_values():
@@ -176,10 +183,46 @@ def test_resolve_class_weights_errors_name_the_key():
     with pytest.raises(ValueError, match=r'loss\.class_weights has 2 entries but there are 3 classes'):
         losses.resolve_class_weights(_loss_cfg([1.0, 2.0]), SPLIT)
     with pytest.raises(ValueError, match=r'loss\.class_weights.*class_pixel_counts'):
-        losses.resolve_class_weights(_loss_cfg('inverse_frequency'), {'num_examples': 3})
+        losses.resolve_class_weights(_loss_cfg('inverse_frequency'), SplitInfo(num_images=3))
+    with pytest.raises(ValueError, match=r'loss\.class_weights.*class_present_pixel_counts'):
+        losses.resolve_class_weights(_loss_cfg('median_frequency'), SplitInfo(3, class_pixel_counts=(1, 2, 3)))
     with pytest.raises(ValueError, match=r'loss\.class_weights: unknown method'):
         losses.resolve_class_weights(_loss_cfg('median'), SPLIT)
     with pytest.raises(ValueError, match=r'loss\.class_weights must hold non-negative numbers'):
         losses.resolve_class_weights(_loss_cfg([1.0, -1.0, 'x']), SPLIT)
     with pytest.raises(ValueError, match=r'loss\.class_weights must be null'):
         losses.resolve_class_weights(_loss_cfg(3.0), SPLIT)
+
+
+def test_median_frequency_weights_of_a_built_dataset_match_a_hand_computation(tmp_path):
+    """Three 4x4 masks, built by the folder builder; the statistics and weights worked out by hand.
+
+    a: 8 px class 0, 8 px class 1             (16 labelled)
+    b: 12 px class 0, 2 px class 2, 2 px 255  (14 labelled)
+    c: 4 px class 1, 4 px class 2, 8 px 255   (8 labelled)
+    pixels:   c0 = 20, c1 = 12, c2 = 6
+    present:  c0 in a, b: 16 + 14 = 30; c1 in a, c: 16 + 8 = 24; c2 in b, c: 14 + 8 = 22
+    freq:     2/3, 1/2, 3/11; median 1/2 -> weights 3/4, 1, 11/6
+    """
+    from fcn.data import build, folder
+    from datasets_fixtures import write_jpeg, write_png
+    masks = {
+        'a': np.array([[0] * 4, [0] * 4, [1] * 4, [1] * 4]),
+        'b': np.array([[0] * 4, [0] * 4, [0] * 4, [2, 2, 255, 255]]),
+        'c': np.array([[1] * 4, [2] * 4, [255] * 4, [255] * 4]),
+    }
+    for stem, mask in masks.items():
+        write_jpeg(str(tmp_path / 'images' / (stem + '.jpg')), np.full((4, 4, 3), 128, np.uint8))
+        write_png(str(tmp_path / 'masks' / (stem + '.png')), mask.astype(np.uint8))
+    (tmp_path / 'classes.txt').write_text('bg\none\ntwo\n')
+    (tmp_path / 'train.txt').write_text('a\nb\nc\n')
+    spec = folder.folder_spec(str(tmp_path / 'images'), str(tmp_path / 'masks'), str(tmp_path / 'classes.txt'),
+                              train_list=str(tmp_path / 'train.txt'))
+    build.build(spec, str(tmp_path / 'out'))
+    split = DatasetInfo.read(str(tmp_path / 'out')).split('train')
+    assert split.class_pixel_counts == (20, 12, 6)
+    assert split.class_present_pixel_counts == (30, 24, 22)
+    assert split.class_image_counts == (2, 2, 2)
+    assert split.ignored_pixels == 10
+    weights = losses.resolve_class_weights(_loss_cfg('median_frequency'), split, 3)
+    assert weights == pytest.approx([3 / 4, 1.0, 11 / 6])

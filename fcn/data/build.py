@@ -14,9 +14,9 @@ are saved: a file with a final shard name is always complete. If source files ch
 place (same names), rebuild with --overwrite.
 """
 import contextlib
+import dataclasses
 import functools
 import hashlib
-import importlib
 import json
 import math
 import multiprocessing
@@ -26,136 +26,14 @@ import random
 import cv2
 import numpy as np
 
-from fcn.data import records
+from fcn.data import info as dataset_info
+from fcn.data import records, registry, stats
+from fcn.data.spec import (  # noqa: F401 (DatasetError, Item, DatasetSpec: re-exported for callers)
+    IGNORE_LABEL, BadItem, DatasetError, DatasetSpec, Item, parse_splits, read_list, safe_join)
 
-IGNORE_LABEL = 255
 STATE_DIR = '.build'
 TMP_SUFFIX = '.tmp'
 IMAGES_PER_AUTO_SHARD = 1024
-DATASET_MODULES = {
-    'voc': 'fcn.data.voc',
-    'synthetic': 'fcn.data.synthetic',
-    'coco': 'fcn.data.coco',
-    'folder': 'fcn.data.folder',
-}
-
-
-class DatasetError(ValueError):
-    """Bad input data or arguments. The message names the file (when there is one) and the problem."""
-
-    def __init__(self, reason, file=None):
-        self.reason = reason
-        self.file = None if file is None else str(file)
-        super().__init__('%s: %s' % (self.file, reason) if file is not None else reason)
-
-    def __reduce__(self):  # so that it survives the trip back from a worker process
-        return (DatasetError, (self.reason, self.file))
-
-
-class Item:
-    """One example: an image file plus a label source. Subclasses implement load_label.
-
-    Items are pickled to worker processes, so they hold plain data (paths, numbers, dicts).
-    """
-
-    def __init__(self, name, image_path):
-        self.name = name
-        self.image_path = image_path
-
-    @property
-    def label_file(self):
-        """The file named in label errors."""
-        raise NotImplementedError
-
-    def key(self):
-        """A string that identifies this item's inputs, for shard fingerprints."""
-        return '%s|%s|%s' % (self.name, self.image_path, self.label_file)
-
-    def check(self):
-        """Raises DatasetError for problems known before reading any file (default: none)."""
-
-    def load_label(self, height, width):
-        """The uint8 HxW class-id label (255 = ignore); raises DatasetError naming the file."""
-        raise NotImplementedError
-
-    def reject_reason(self, counts, num_classes):
-        """A reason to leave out a valid example (e.g. too little labelled area), or None."""
-        return None
-
-
-class BadItem(Item):
-    """An entry found bad while listing (e.g. a list entry outside the data folder).
-
-    It fails when processed, like any other bad item, so --skip_bad treats it the same way.
-    """
-
-    def __init__(self, name, file, reason):
-        super().__init__(name, file)
-        self.reason = reason
-
-    @property
-    def label_file(self):
-        return self.image_path
-
-    def check(self):
-        raise DatasetError(self.reason, self.image_path)
-
-    def load_label(self, height, width):
-        self.check()
-
-
-class DatasetSpec:
-    """What to build: dataset name, classes, palette, and {split: [Item, ...]}.
-
-    `options` holds the settings that change label content (label map, thresholds,
-    generator parameters): they are part of every shard's fingerprint.
-    """
-
-    def __init__(self, name, class_names, palette, splits, options=None):
-        self.name = name
-        self.class_names = list(class_names)
-        self.palette = [[int(c) for c in rgb] for rgb in palette][:len(self.class_names)]
-        self.splits = splits
-        self.options = dict(options or {})
-        if len(self.palette) != len(self.class_names):
-            raise DatasetError('palette has %d colours for %d classes' % (len(self.palette), len(self.class_names)))
-        if not 1 <= len(self.class_names) <= IGNORE_LABEL:
-            raise DatasetError('need 1 to 255 classes, got %d' % len(self.class_names))
-
-    @property
-    def num_classes(self):
-        return len(self.class_names)
-
-
-# ----------------------------------------------------------------------------- input helpers
-
-def read_list(path):
-    """The non-empty, non-comment lines of a list file (first whitespace-separated field)."""
-    if not os.path.isfile(path):
-        raise DatasetError('list file not found', path)
-    entries = []
-    with open(path) as f:
-        for line in f:
-            line = line.strip()
-            if line and not line.startswith('#'):
-                entries.append(line.split()[0])
-    return entries
-
-
-def parse_splits(text, default):
-    """'train,val' -> ['train', 'val']; `default` when text is empty."""
-    return [s for s in text.split(',') if s] if text else list(default)
-
-
-def safe_join(root, entry):
-    """root/entry, or DatasetError if the entry is absolute or escapes root (e.g. '../x')."""
-    if os.path.isabs(entry):
-        raise DatasetError('list entry %r is an absolute path; entries must be relative to %s' % (entry, root), entry)
-    root_real = os.path.realpath(root)
-    path = os.path.realpath(os.path.join(root_real, entry))
-    if os.path.commonpath([root_real, path]) != root_real:
-        raise DatasetError('list entry %r escapes the data folder %s' % (entry, root), entry)
-    return os.path.join(root, entry)
 
 
 def load_image(path):
@@ -301,10 +179,12 @@ def _load_complete_stats(out_dir, shard, expected_fingerprint):
         return None
     try:
         with open(path) as f:
-            stats = json.load(f)
+            saved = json.load(f)
     except (OSError, ValueError):
         return None
-    return stats if stats.get('fingerprint') == expected_fingerprint else None
+    if saved.get('fingerprint') != expected_fingerprint or not stats.is_complete(saved):
+        return None  # other items, or saved before every statistic was kept: rebuild it
+    return saved
 
 
 def _write_json_atomic(path, data):
@@ -312,34 +192,6 @@ def _write_json_atomic(path, data):
     with open(tmp, 'w') as f:
         json.dump(data, f)
     os.replace(tmp, path)
-
-
-class _ShardStats:
-    """Statistics of the examples of one shard (or split): counts, size ranges, skipped files."""
-
-    def __init__(self, num_classes):
-        self.num_classes = num_classes
-        self.num_images = 0
-        self.counts = np.zeros(256, np.int64)
-        self.heights = []
-        self.widths = []
-        self.skipped = []
-
-    def add(self, height, width, counts):
-        self.num_images += 1
-        self.counts += counts
-        self.heights.append(height)
-        self.widths.append(width)
-
-    def to_dict(self):
-        return {
-            'num_images': self.num_images,
-            'class_pixel_counts': self.counts[:self.num_classes].tolist(),
-            'ignored_pixels': int(self.counts[IGNORE_LABEL]),
-            'height_range': [min(self.heights), max(self.heights)] if self.heights else None,
-            'width_range': [min(self.widths), max(self.widths)] if self.widths else None,
-            'skipped': self.skipped,
-        }
 
 
 class _ShardWriter:
@@ -357,9 +209,9 @@ class _ShardWriter:
         example = records.make_example(image, label_png, name, height, width, image_format=fmt)
         self.writer.write(example.SerializeToString())
 
-    def commit(self, stats):
+    def commit(self, entry):
         self.writer.close()
-        _write_json_atomic(_state_path(self.out_dir, self.shard), stats)
+        _write_json_atomic(_state_path(self.out_dir, self.shard), entry)
         os.replace(self.path + TMP_SUFFIX, self.path)
 
     def abort(self):
@@ -380,44 +232,29 @@ def _build_pending(spec, out_dir, split, pending, options):
     with _encoded(all_items, spec.num_classes, options['num_workers']) as results, \
             _progress(len(all_items), split, options['progress']) as bar:
         for shard, expected, items in pending:
-            writer, stats = _ShardWriter(out_dir, shard), _ShardStats(spec.num_classes)
+            writer, shard_stats = _ShardWriter(out_dir, shard), stats.LabelStats(spec.num_classes, IGNORE_LABEL)
             try:
                 for _ in items:
-                    _add_result(writer, stats, next(results), options['skip_bad'])
+                    _add_result(writer, shard_stats, next(results), options['skip_bad'])
                     bar.update(1)
             except BaseException:
                 writer.abort()
                 raise
-            built[shard] = dict(stats.to_dict(), fingerprint=expected)
+            built[shard] = dict(shard_stats.to_dict(), fingerprint=expected)
             writer.commit(built[shard])
     return built
 
 
-def _add_result(writer, stats, result, skip_bad):
+def _add_result(writer, shard_stats, result, skip_bad):
     if result[0] == 'ok':
         _, fields, counts = result
         writer.write(fields)
-        stats.add(fields[3], fields[4], counts)
+        shard_stats.add(fields[3], fields[4], counts)
         return
     _, file, reason, dropped = result
     if not (skip_bad or dropped):
         raise DatasetError(reason, file)
-    stats.skipped.append({'file': file, 'reason': reason})
-
-
-def _merge_stats(stats_list, num_classes):
-    merged = _ShardStats(num_classes)
-    heights, widths = [], []
-    for stats in stats_list:
-        merged.num_images += stats['num_images']
-        merged.counts[:num_classes] += np.asarray(stats['class_pixel_counts'], np.int64)
-        merged.counts[IGNORE_LABEL] += stats['ignored_pixels']
-        merged.skipped.extend(stats['skipped'])
-        if stats['num_images']:
-            heights.extend(stats['height_range'])
-            widths.extend(stats['width_range'])
-    merged.heights, merged.widths = heights, widths
-    return merged.to_dict()
+    shard_stats.skipped.append({'file': file, 'reason': reason})
 
 
 def _remove_stale(out_dir, split, keep):
@@ -441,14 +278,14 @@ def build_split(spec, out_dir, split, items, options):
     done, pending = {}, []
     for shard, shard_items in zip(shards, partition(items, num_shards)):
         expected = fingerprint(spec, shard_items)
-        stats = None if options['overwrite'] else _load_complete_stats(out_dir, shard, expected)
-        if stats is None:
+        saved = None if options['overwrite'] else _load_complete_stats(out_dir, shard, expected)
+        if saved is None:
             pending.append((shard, expected, shard_items))
         else:
-            done[shard] = stats
+            done[shard] = saved
     done.update(_build_pending(spec, out_dir, split, pending, options))
     _remove_stale(out_dir, split, keep=set(shards))
-    entry = _merge_stats([done[shard] for shard in shards], spec.num_classes)
+    entry = stats.merged([done[shard] for shard in shards], spec.num_classes, IGNORE_LABEL)
     entry['num_shards'] = num_shards
     if entry['num_images'] == 0:
         raise DatasetError('split %r is empty: all %d images were skipped (see %s)' % (
@@ -461,7 +298,8 @@ DEFAULT_OPTIONS = {'num_shards': None, 'num_workers': 1, 'overwrite': False, 'sk
 
 
 def build(spec, out_dir, **options):
-    """Builds every split of `spec` into out_dir and writes summary.json; returns the summary.
+    """Builds every split of `spec` into out_dir and writes summary.json; returns the summary
+    (DatasetInfo.to_dict() of what was written).
 
     options: num_shards (None = automatic), num_workers, overwrite, skip_bad, progress, seed
     (the order of examples is shuffled with it, so that shards mix the whole split).
@@ -471,35 +309,39 @@ def build(spec, out_dir, **options):
         raise TypeError('unknown build options: %s' % ', '.join(sorted(unknown)))
     options = dict(DEFAULT_OPTIONS, **options)
     os.makedirs(os.path.join(out_dir, STATE_DIR), exist_ok=True)
-    summary = _previous_summary(out_dir, spec)
+    info = _previous_info(out_dir, spec)
+    path = dataset_info.summary_path(out_dir)
     for split, items in spec.splits.items():
         items = list(items)
-        if summary['splits'].pop(split, None) is not None:
-            records.write_summary(out_dir, summary)  # readers must not mix old and new shards
+        if split in info.splits:
+            info = dataclasses.replace(info, splits={k: v for k, v in info.splits.items() if k != split})
+            info.write(path)  # readers must not mix old and new shards
         random.Random('%s:%s' % (options['seed'], split)).shuffle(items)
-        summary['splits'][split] = build_split(spec, out_dir, split, items, options)
-        records.write_summary(out_dir, summary)
-    return summary
+        entry = build_split(spec, out_dir, split, items, options)
+        info = info.with_split(split, dataset_info.SplitInfo.from_dict(entry, split))
+        info.write(path)
+    return info.to_dict()
 
 
-def _previous_summary(out_dir, spec):
-    """The summary to update: the existing one keeps its other splits if the classes match."""
-    summary = {'dataset': spec.name, 'num_classes': spec.num_classes, 'class_names': spec.class_names,
-               'palette': spec.palette, 'ignore_label': IGNORE_LABEL, 'splits': {}}
-    if os.path.isfile(records.summary_path(out_dir)):
-        try:
-            previous = records.read_summary(out_dir)
-        except ValueError:
-            return summary
-        same = all(previous.get(k) == summary[k] for k in ('dataset', 'class_names', 'palette'))
-        if same:
-            summary['splits'] = dict(previous.get('splits', {}))
-    return summary
+def _previous_info(out_dir, spec):
+    """The description to update: the existing one keeps its other splits if the classes match."""
+    info = dataset_info.DatasetInfo(num_classes=spec.num_classes, class_names=tuple(spec.class_names),
+                                    palette=tuple(tuple(c) for c in spec.palette), ignore_label=IGNORE_LABEL,
+                                    name=spec.name, source=dataset_info.summary_path(out_dir))
+    try:
+        previous = dataset_info.DatasetInfo.read(out_dir)
+    except (FileNotFoundError, ValueError):
+        return info
+    same = (previous.name, previous.class_names, previous.palette) == (info.name, info.class_names, info.palette)
+    return dataclasses.replace(info, splits=dict(previous.splits)) if same else info
 
 
 def build_from_args(args):
-    """Dispatches parsed build_tfrecords.py arguments to the dataset module, then builds."""
-    module = importlib.import_module(DATASET_MODULES[args.dataset])
+    """Dispatches parsed build_tfrecords.py arguments to the dataset module: a dataset to build
+    (its DatasetSpec, built here) or records to index. Returns the summary written."""
+    module = registry.module(args.dataset)
+    if hasattr(module, 'index_from_args'):
+        return module.index_from_args(args).to_dict()
     spec = module.spec_from_args(args)
     return build(spec, args.out, num_shards=args.num_shards, num_workers=args.num_workers,
                  overwrite=args.overwrite, skip_bad=args.skip_bad, progress=not args.no_progress,

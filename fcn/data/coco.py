@@ -18,7 +18,7 @@ import os
 
 import numpy as np
 
-from fcn.data.build import IGNORE_LABEL, BadItem, DatasetError, DatasetSpec, Item, parse_splits, safe_join
+from fcn.data.spec import IGNORE_LABEL, BadItem, DatasetError, DatasetSpec, Item, parse_splits, safe_join
 from fcn.data.palette import VOC_CLASSES, voc_palette
 
 # COCO category id of each VOC class, in VOC order (0 = background).

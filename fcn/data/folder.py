@@ -8,6 +8,8 @@ Masks are either
         road: [128, 64, 128]
       ignore: [[255, 255, 255]]   # optional: colours that become 255
 With --colors every mask is read as colours (a palette PNG is expanded to its colours).
+--mask_map FROM:TO[,FROM:TO...] changes index mask values first: binary masks whose objects are
+255 (the ignore label) need --mask_map 255:1.
 Class names come from the colour table or a text file (--class_names, one a line).
 Splits: list files of stems (--train_list / --val_list, relative to the images folder), or a
 seeded random fraction of the images as val (--val_fraction, --seed).
@@ -18,7 +20,8 @@ import random
 import numpy as np
 import yaml
 
-from fcn.data.build import IGNORE_LABEL, BadItem, DatasetError, DatasetSpec, read_list, safe_join
+from fcn.data.spec import (IGNORE_LABEL, BadItem, DatasetError, DatasetSpec, read_class_names, read_list,
+                           safe_join)
 from fcn.data.palette import voc_palette
 from fcn.data.voc import IndexPngItem, open_label_image, read_index_label
 
@@ -27,22 +30,6 @@ MASK_EXTENSIONS = ('.png', '.bmp', '.tif', '.tiff')  # lossless only: a JPEG mas
 
 
 # ----------------------------------------------------------------------------- class tables
-
-def read_class_names(path):
-    names = read_lines(path)
-    if not names:
-        raise DatasetError('no class names in this file', path)
-    if len(set(names)) != len(names):
-        raise DatasetError('duplicate class names', path)
-    return names
-
-
-def read_lines(path):
-    if not os.path.isfile(path):
-        raise DatasetError('file not found', path)
-    with open(path) as f:
-        return [line.strip() for line in f if line.strip() and not line.startswith('#')]
-
 
 def _colour(value, path, what):
     if (not isinstance(value, (list, tuple)) or len(value) != 3
@@ -107,10 +94,36 @@ class ColourMaskItem(IndexPngItem):
 
 
 class IndexMaskItem(IndexPngItem):
-    """A palette / grayscale mask of class ids."""
+    """A palette / grayscale mask of class ids, its values first changed by `mask_map` ({from: to})."""
+
+    def __init__(self, name, image_path, label_path, mask_map=None):
+        super().__init__(name, image_path, label_path)
+        self.mask_map = mask_map
 
     def load_label(self, height, width):
-        return read_index_label(self.label_path, 'mask', hint=' (RGB colour masks need --colors)')
+        label = read_index_label(self.label_path, 'mask', hint=' (RGB colour masks need --colors)')
+        if not self.mask_map:
+            return label
+        table = np.arange(256, dtype=np.uint8)
+        for source, target in self.mask_map.items():
+            table[source] = target
+        return table[label]
+
+
+def parse_mask_map(text):
+    """'255:1,128:2' -> {255: 1, 128: 2}; DatasetError naming the bad entry."""
+    mapping = {}
+    for entry in (text or '').split(','):
+        parts = entry.strip().split(':')
+        try:
+            source, target = (int(v) for v in parts) if len(parts) == 2 else (None, None)
+        except ValueError:
+            source = target = None
+        if source is None or not (0 <= source <= 255 and 0 <= target <= 255) or source in mapping:
+            raise DatasetError('--mask_map entry %r: expected FROM:TO with mask values 0..255, each FROM '
+                               'once, e.g. 255:1 (several: 255:1,128:2)' % entry.strip())
+        mapping[source] = target
+    return mapping
 
 
 # ----------------------------------------------------------------------------- files and splits
@@ -168,11 +181,11 @@ def listed_split(list_path, images_dir):
 class _Matcher:
     """Pairs image stems with their masks and makes the right kind of item."""
 
-    def __init__(self, images_dir, masks_dir, colours, ignore):
+    def __init__(self, images_dir, masks_dir, colours, ignore, mask_map=None):
         self.images_dir, self.masks_dir = images_dir, masks_dir
         self.images = index_files(images_dir, IMAGE_EXTENSIONS, 'images')
         self.masks = index_files(masks_dir, MASK_EXTENSIONS, 'masks')
-        self.colours, self.ignore = colours, ignore
+        self.colours, self.ignore, self.mask_map = colours, ignore, mask_map
 
     def item(self, stem, source):
         image = self.images.get(stem)
@@ -182,13 +195,20 @@ class _Matcher:
         name = stem.replace('/', '_')
         if self.colours is not None:
             return ColourMaskItem(name, image, mask, self.colours, self.ignore)
-        return IndexMaskItem(name, image, mask)
+        return IndexMaskItem(name, image, mask, self.mask_map)
 
 
 def folder_spec(images_dir, masks_dir, class_names_file=None, colors_file=None, train_list=None, val_list=None,
-                val_fraction=0.1, seed=0):
+                val_fraction=0.1, seed=0, mask_map=None):
+    """mask_map: {mask value: label value} applied to index masks (e.g. {255: 1} for 0/255 masks)."""
     names, colours, ignore = _classes(class_names_file, colors_file)
-    matcher = _Matcher(images_dir, masks_dir, colours, ignore)
+    if mask_map and colours is not None:
+        raise DatasetError('--mask_map changes index mask values; with --colors map colours in the colour table')
+    for source, target in sorted((mask_map or {}).items()):
+        if target >= len(names) and target != IGNORE_LABEL:
+            raise DatasetError('--mask_map %d:%d: %d is neither a class id (0..%d) nor the ignore label %d'
+                               % (source, target, target, len(names) - 1, IGNORE_LABEL))
+    matcher = _Matcher(images_dir, masks_dir, colours, ignore, mask_map)
     splits = {}
     if train_list or val_list:
         for split, path in (('train', train_list), ('val', val_list)):
@@ -201,6 +221,8 @@ def folder_spec(images_dir, masks_dir, class_names_file=None, colors_file=None, 
             splits[split] = [matcher.item(stem, images_dir) for stem in stems]
     palette = colours if colours is not None else voc_palette(len(names))
     options = {'colours': colours, 'ignore': ignore}
+    if mask_map:
+        options['mask_map'] = sorted(mask_map.items())
     return DatasetSpec('folder', names, palette, splits, options)
 
 
@@ -220,5 +242,6 @@ def _classes(class_names_file, colors_file):
 def spec_from_args(args):
     if not args.images or not args.masks:
         raise DatasetError('--dataset folder needs --images and --masks')
+    mask_map = parse_mask_map(args.mask_map) if getattr(args, 'mask_map', None) else None
     return folder_spec(args.images, args.masks, args.class_names, args.colors, args.train_list, args.val_list,
-                       args.val_fraction, args.seed)
+                       args.val_fraction, args.seed, mask_map)

@@ -1,4 +1,9 @@
-"""TF-Slim Dataset + DatasetDataProvider over our TFRecords, feeding batch queues."""
+"""TF-Slim Dataset + DatasetDataProvider over our TFRecords, feeding batch queues.
+
+Every label read for training or eval is checked in the graph: a value that is neither a class
+id nor the ignore label stops the run with a DatasetError naming the value, the split and the
+record (`checked_label`, `label_error`), not a raw InvalidArgumentError deep in the loss.
+"""
 from tf_slim.data import dataset as slim_dataset
 from tf_slim.data import dataset_data_provider
 from tf_slim.data import tfexample_decoder
@@ -6,6 +11,10 @@ from tf_slim.data import tfexample_decoder
 from fcn.compat import DecodedImage, tf, tf1
 from fcn.data import info as dataset_info
 from fcn.data import records
+from fcn.data.spec import DatasetError
+
+_CHECK_START = '<<fcn label check: '
+_CHECK_END = ' >>'
 
 _ITEMS = {
     'image': 'RGB image, uint8 [H, W, 3]',
@@ -69,8 +78,8 @@ def train_batch(cfg, dataset, batch_size, preprocess_fn):
     data = cfg.data
     prov = provider(dataset, shuffle=True, num_readers=data.num_readers,
                     capacity=data.shuffle_capacity, seed=cfg.train.seed)
-    image, label = prov.get(['image', 'label'])
-    image, label = preprocess_fn(image, label)
+    image, label, filename, key = prov.get(['image', 'label', 'filename', 'record_key'])
+    image, label = preprocess_fn(image, checked_label(label, dataset, filename, key))
     images, labels = tf1.train.batch(
         [image, label], batch_size=batch_size, num_threads=data.num_preprocess_threads,
         capacity=4 * batch_size)
@@ -80,7 +89,33 @@ def train_batch(cfg, dataset, batch_size, preprocess_fn):
 def eval_example(dataset):
     """Each example once per pass, in file order, whole: dict(image [1,H,W,3] float32, label [1,H,W] int32, filename)."""
     prov = provider(dataset, shuffle=False, num_readers=1, capacity=4)
-    image, label, filename = prov.get(['image', 'label', 'filename'])
+    image, label, filename, key = prov.get(['image', 'label', 'filename', 'record_key'])
+    label = checked_label(label, dataset, filename, key)
     return {'images': tf.expand_dims(tf.cast(image, tf.float32), 0),
             'labels': tf.expand_dims(tf.cast(label[:, :, 0], tf.int32), 0),
             'filename': filename}
+
+
+def checked_label(label, dataset, filename, record_key):
+    """`label`, once every value is a class id of `dataset` or its ignore label; otherwise the
+    session run fails with an InvalidArgumentError that `label_error` turns into a DatasetError."""
+    values = tf.cast(label, tf.int32)
+    bad = tf.logical_and(values >= dataset.num_classes, tf.not_equal(values, dataset.ignore_label))
+    message = tf.strings.join([
+        _CHECK_START, 'label value ', tf.strings.as_string(tf.reduce_max(tf.where(bad, values, -1))),
+        " in record '", filename, "' (", record_key, ') of split %r is neither a class id (0..%d) nor the '
+        'ignore label %d: the records do not match their summary.json (rebuild or re-index them with '
+        'build_tfrecords.py)' % (dataset.split, dataset.num_classes - 1, dataset.ignore_label), _CHECK_END])
+    check = tf.debugging.Assert(tf.logical_not(tf.reduce_any(bad)), [message], name='label_check')
+    with tf.control_dependencies([check]):
+        return tf.identity(label)
+
+
+def label_error(error):
+    """The DatasetError for a TensorFlow error raised by `checked_label`, else None."""
+    text = getattr(error, 'message', None) or str(error)
+    start = text.find(_CHECK_START)
+    end = text.find(_CHECK_END, start + 1)
+    if start < 0 or end < 0:
+        return None
+    return DatasetError(text[start + len(_CHECK_START):end].replace("\\'", "'"))  # the assert escapes quotes

@@ -1,11 +1,13 @@
-"""The on-disk record format: DeepLab's tf.train.Example keys, shard names, summary.json.
+"""The on-disk record format: DeepLab's tf.train.Example keys, shard names, TFRecord framing.
+
+The dataset description next to the shards (summary.json) is fcn.data.info's.
 
 Labels are stored as single-channel PNGs whose pixel values are class ids (255 = ignore),
 never as palette PNGs: TensorFlow's PNG decoder expands a palette to colours.
 """
-import json
 import os
 import re
+import struct
 
 import numpy as np
 
@@ -18,7 +20,6 @@ IMAGE_CHANNELS = 'image/channels'
 LABEL_ENCODED = 'image/segmentation/class/encoded'
 LABEL_FORMAT = 'image/segmentation/class/format'
 
-SUMMARY_NAME = 'summary.json'
 SHARD_PATTERN = re.compile(r'^(?P<split>.+)-(?P<index>\d{5})-of-(?P<total>\d{5})\.tfrecord$')
 
 
@@ -68,33 +69,69 @@ def shard_paths(data_dir, split):
     return paths
 
 
-def summary_path(data_dir):
-    return os.path.join(data_dir, SUMMARY_NAME)
+def read_records(path):
+    """The serialized records of a TFRecord file, in order (the framing only: length, CRCs, data).
+
+    Plain file reads, no TensorFlow: a record is an 8-byte little-endian length, a 4-byte CRC
+    of it, the data and a 4-byte CRC of the data. A file that ends inside a record is an error."""
+    with open(path, 'rb') as f:
+        while True:
+            length = _record_length(f, path)
+            if length is None:
+                return
+            data = f.read(length)
+            if len(data) != length or len(f.read(4)) != 4:
+                raise ValueError('%s ends inside a record (truncated shard?)' % path)
+            yield data
 
 
-def read_summary(data_dir):
-    """Loads `summary.json` written by build_tfrecords.py, with a clear error when absent."""
-    path = summary_path(data_dir)
-    if not os.path.isfile(path):
-        raise FileNotFoundError('%s not found: data.dir must be a folder written by build_tfrecords.py' % path)
-    with open(path) as f:
-        return json.load(f)
+def count_records(path):
+    """The number of records in a TFRecord file, reading only their length fields (seeks)."""
+    size = os.path.getsize(path)
+    count = 0
+    with open(path, 'rb') as f:
+        while True:
+            length = _record_length(f, path)
+            if length is None:
+                return count
+            if f.seek(length + 4, 1) > size:
+                raise ValueError('%s ends inside a record (truncated shard?)' % path)
+            count += 1
 
 
-def write_summary(data_dir, summary):
-    """Writes summary.json atomically so a crash never leaves half a file."""
-    path = summary_path(data_dir)
-    tmp = path + '.tmp'
-    with open(tmp, 'w') as f:
-        json.dump(summary, f, indent=2, sort_keys=True)
-    os.replace(tmp, path)
+def _record_length(f, path):
+    header = f.read(12)
+    if not header:
+        return None
+    if len(header) != 12:
+        raise ValueError('%s ends inside a record header (truncated shard?)' % path)
+    return struct.unpack('<Q', header[:8])[0]
 
 
-def split_info(summary, split, data_dir=''):
-    splits = summary.get('splits', {})
-    if split not in splits:
-        raise KeyError('split %r not in %s (has: %s)' % (split, summary_path(data_dir), ', '.join(sorted(splits)) or 'none'))
-    return splits[split]
+def split_shards(data_dir):
+    """{split: [shard path, ...]} of every complete set of shards in data_dir.
+
+    ValueError naming the split and the missing shard when a set is incomplete (some of
+    split-NNNNN-of-TOTAL missing) or mixes totals."""
+    found = {}
+    for name in sorted(os.listdir(data_dir)):
+        match = SHARD_PATTERN.match(name)
+        if match:
+            found.setdefault(match.group('split'), []).append(
+                (int(match.group('index')), int(match.group('total')), os.path.join(data_dir, name)))
+    splits = {}
+    for split, shards in found.items():
+        totals = {total for _, total, _ in shards}
+        if len(totals) != 1:
+            raise ValueError('split %r in %s has shards of different totals (%s): remove the stale ones'
+                             % (split, data_dir, ', '.join(str(t) for t in sorted(totals))))
+        total = totals.pop()
+        missing = sorted(set(range(total)) - {index for index, _, _ in shards})
+        if missing:
+            raise ValueError('split %r in %s is incomplete: %s is missing'
+                             % (split, data_dir, shard_name(split, missing[0], total)))
+        splits[split] = [path for _, _, path in shards]
+    return splits
 
 
 def encode_label_png(label):

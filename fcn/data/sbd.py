@@ -1,4 +1,5 @@
-"""SBD (Hariharan et al.) labels and the `train_aug` split.
+"""SBD (Hariharan et al.): its labels and its lists; the `train_aug` split that combines SBD
+with VOC is composed in fcn.data.voc (this module does not import voc: no cycle).
 
 SBD's `dataset/` folder holds cls/<stem>.mat (a 1x1 MATLAB struct GTcls with fields
 Boundaries, Segmentation, CategoriesPresent; Segmentation is the HxW uint8 class map, same
@@ -12,8 +13,7 @@ import os
 import numpy as np
 import scipy.io
 
-from fcn.data import voc
-from fcn.data.build import BadItem, DatasetError, Item, read_list, safe_join
+from fcn.data.spec import BadItem, DatasetError, Item, read_list, safe_join
 
 CLS_DIR = 'cls'
 IMAGE_DIR = 'img'
@@ -56,10 +56,10 @@ class SbdItem(Item):
         return read_sbd_label(self.mat_path)
 
 
-def _sbd_item(voc_dir, sbd_dir, stem, source):
+def make_item(voc_image_dir, sbd_dir, stem, source):
     """VOC's JPEG when VOC has the image (SBD's images are VOC 2011 ones), else SBD's img/."""
     try:
-        image = safe_join(os.path.join(voc_dir, voc.IMAGE_DIR), stem + '.jpg')
+        image = safe_join(voc_image_dir, stem + '.jpg')
         if not os.path.isfile(image):
             image = safe_join(os.path.join(sbd_dir, IMAGE_DIR), stem + '.jpg')
         mat = safe_join(os.path.join(sbd_dir, CLS_DIR), stem + '.mat')
@@ -68,19 +68,13 @@ def _sbd_item(voc_dir, sbd_dir, stem, source):
     return SbdItem(stem, image, mat)
 
 
-def train_aug_items(voc_dir, sbd_dir):
-    """The items of train_aug, sorted by stem."""
+def listed_stems(sbd_dir):
+    """{stem: list file} of SBD's train.txt and val.txt (first listing wins)."""
     if not os.path.isdir(os.path.join(sbd_dir, CLS_DIR)):
         raise DatasetError('not an SBD dataset folder: cls/ is missing', sbd_dir)
-    voc_train = voc.read_split(voc_dir, 'train')
-    voc_val = set(voc.read_split(voc_dir, 'val'))
-    sbd_stems = {}
+    stems = {}
     for name in SPLIT_LISTS:
         path = os.path.join(sbd_dir, name)
         for stem in read_list(path):
-            sbd_stems.setdefault(stem, path)
-    items = {stem: voc.make_item(voc_dir, stem, voc.list_path(voc_dir, 'train')) for stem in voc_train}
-    for stem, source in sbd_stems.items():
-        if stem not in items and stem not in voc_val:
-            items[stem] = _sbd_item(voc_dir, sbd_dir, stem, source)
-    return [items[stem] for stem in sorted(items)]
+            stems.setdefault(stem, path)
+    return stems

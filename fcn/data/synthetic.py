@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from fcn.data import voc
-from fcn.data.build import IGNORE_LABEL, DatasetError
+from fcn.data.spec import IGNORE_LABEL, DatasetError
 from fcn.data.palette import voc_palette, write_palette_png
 
 CLASS_NAMES = ('background', 'disc', 'square', 'triangle', 'cross')

@@ -5,7 +5,8 @@ With an SBD folder, the `train_aug` split is added (see fcn.data.sbd).
 """
 import os
 
-from fcn.data.build import BadItem, DatasetError, DatasetSpec, Item, parse_splits, read_list, safe_join
+from fcn.data import sbd
+from fcn.data.spec import BadItem, DatasetError, DatasetSpec, Item, parse_splits, read_list, safe_join
 from fcn.data.palette import VOC_CLASSES, index_array, open_image, voc_palette
 
 DEFAULT_SPLITS = ('train', 'val')
@@ -85,6 +86,20 @@ def check_voc_dir(voc_dir):
             raise DatasetError('not a VOC folder: %s/ is missing' % sub, voc_dir)
 
 
+def train_aug_items(voc_dir, sbd_dir):
+    """The items of train_aug = VOC train + SBD train + SBD val - VOC val, sorted by stem.
+
+    VOC train images keep their VOC label (VOC wins where both exist); the others use SBD's."""
+    stems = sbd.listed_stems(sbd_dir)
+    voc_train = read_split(voc_dir, 'train')
+    voc_val = set(read_split(voc_dir, 'val'))
+    items = {stem: make_item(voc_dir, stem, list_path(voc_dir, 'train')) for stem in voc_train}
+    for stem, source in stems.items():
+        if stem not in items and stem not in voc_val:
+            items[stem] = sbd.make_item(os.path.join(voc_dir, IMAGE_DIR), sbd_dir, stem, source)
+    return [items[stem] for stem in sorted(items)]
+
+
 def voc_spec(voc_dir, splits, class_names=VOC_CLASSES, palette=None, name='voc', sbd_dir=None, options=None):
     """The DatasetSpec of a VOC-layout folder; 'train_aug' needs sbd_dir."""
     check_voc_dir(voc_dir)
@@ -93,8 +108,7 @@ def voc_spec(voc_dir, splits, class_names=VOC_CLASSES, palette=None, name='voc',
         if split == 'train_aug':
             if not sbd_dir:
                 raise DatasetError('split train_aug needs --sbd_dir (the SBD "dataset" folder)')
-            from fcn.data import sbd
-            items[split] = sbd.train_aug_items(voc_dir, sbd_dir)
+            items[split] = train_aug_items(voc_dir, sbd_dir)
         else:
             items[split] = split_items(voc_dir, split)
     if palette is None:

@@ -1,0 +1,46 @@
+"""Label sanity after a build or an index: one `warning:` line per problem found in a split.
+
+The problems are those that build without an error yet train nothing useful: masks that hold
+only 0 and 255 (objects painted 255, which is the ignore label), classes with no pixels in a
+training split, and splits where most pixels are ignored.
+"""
+MOSTLY_IGNORED = 0.5  # a split whose ignored share of the pixels is above this gets a warning
+
+
+def is_training_split(name):
+    return name.startswith('train')
+
+
+def warnings_for(info):
+    """The warning lines (without the 'warning: ' prefix) for a DatasetInfo, split by split."""
+    lines = []
+    for name in sorted(info.splits):
+        lines.extend(_split_warnings(info, name, info.splits[name]))
+    return lines
+
+
+def _split_warnings(info, name, split):
+    counts = split.class_pixel_counts
+    if counts is None:
+        return []
+    labelled, ignored = sum(counts), split.ignored_pixels
+    lines = []
+    binary = info.num_classes > 1 and ignored > 0 and labelled == counts[0] and info.ignore_label == 255
+    if binary:
+        lines.append('split %r: the masks hold only 0 and 255, and 255 is the ignore label: those pixels are '
+                     'never learned. If 255 marks your objects, map it to a class: build_tfrecords.py '
+                     '--dataset folder ... --mask_map 255:1' % name)
+    elif is_training_split(name):
+        empty = [info.class_names[c] for c, n in enumerate(counts) if n == 0]
+        if empty:
+            lines.append('split %r: %d of %d classes have no pixels (%s): they cannot be learned'
+                         % (name, len(empty), info.num_classes, _shortlist(empty)))
+    total = labelled + ignored
+    if total and ignored > MOSTLY_IGNORED * total:
+        lines.append('split %r: %.0f%% of the pixels are the ignore label %d' % (name, 100.0 * ignored / total,
+                                                                                   info.ignore_label))
+    return lines
+
+
+def _shortlist(names, shown=8):
+    return ', '.join(names[:shown]) + (', ...' if len(names) > shown else '')
