@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from fcn import metrics, optim
+from fcn import failures, metrics, optim, runlock
 from fcn.compat import latest_checkpoint, tf, tf1
 from fcn.config import ConfigError
 from fcn.data import provider
@@ -122,17 +122,19 @@ class EvalGraph:
 
     def run(self, checkpoint, progress=True):
         """Evaluates one checkpoint over the split; returns (results dict, global step)."""
-        with tf1.Session(graph=self.graph) as sess:
+        with failures.named_failures(self.cfg.data.dir, self.dataset.split, what='evaluation'), \
+                tf1.Session(graph=self.graph) as sess:
             sess.run(tf1.local_variables_initializer())
             self.restorer.restore(sess, checkpoint)
             step = int(tf.train.load_checkpoint(checkpoint).get_tensor('global_step'))
             coord = tf1.train.Coordinator()
             threads = tf1.train.start_queue_runners(sess, coord=coord)
             try:
-                bar = tqdm(range(self.num_images()), desc='eval step %d' % step, unit='img',
-                           disable=not progress, dynamic_ncols=True)
-                for _ in bar:
-                    sess.run(self.confusion.update)
+                with tqdm(total=self.num_images(), desc='eval step %d' % step, unit='img',
+                          disable=not progress, dynamic_ncols=True) as bar:  # closed (own line) on errors too
+                    for _ in range(self.num_images()):
+                        sess.run(self.confusion.update)
+                        bar.update(1)
                 confusion = sess.run(self.confusion.value)
             finally:
                 coord.request_stop()

@@ -6,7 +6,7 @@ config. Restarting the same command resumes from the run dir's latest checkpoint
 """
 import os
 
-from fcn import checkpoints, cluster, deploy, losses, optim
+from fcn import checkpoints, cluster, deploy, failures, losses, optim, runlock
 from fcn.compat import loss_scale_optimizer, session_options, slim, tf, tf1
 from fcn.config import ConfigError, save_config
 from fcn.data import provider, records
@@ -182,6 +182,13 @@ def train(cfg, cluster_info=None, log=print):
     """
     if cluster_info is not None and cluster_info.task_type == 'ps':
         return _serve_parameters(cfg, cluster_info, log)
+    if not cluster.is_chief(cluster_info):
+        return _train(cfg, cluster_info, log)
+    with runlock.TrainerLock(cfg.train.run_dir, 'train.py', log):  # one trainer (chief) per run dir
+        return _train(cfg, cluster_info, log)
+
+
+def _train(cfg, cluster_info, log):
     deploy_config = deploy.from_config(cfg, cluster_info)
     check_config(cfg, deploy_config.num_clones)
     is_chief = cluster.is_chief(cluster_info)
@@ -193,8 +200,11 @@ def train(cfg, cluster_info=None, log=print):
         log('resuming from %s' % tf1.train.latest_checkpoint(run_dir))
     elif is_chief and init_fn is not None:
         log('initialising from %s' % init_fn.checkpoint)
+    elif is_chief:
+        log('training from scratch (init.checkpoint is null)')
     hooks, chief_hooks = _hooks(cfg, graph, scaffold, is_chief, log)
-    step = _run_session(cfg, graph, scaffold, cluster_info, hooks + graph.sync_hooks, chief_hooks)
+    with failures.named_failures(cfg.data.dir, cfg.data.train_split, run_dir):
+        step = _run_session(cfg, graph, scaffold, cluster_info, hooks + graph.sync_hooks, chief_hooks)
     if is_chief:
         if cluster_info is not None:
             cluster.signal_done(cluster.done_file(run_dir))
