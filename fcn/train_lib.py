@@ -6,7 +6,7 @@ config. Restarting the same command resumes from the run dir's latest checkpoint
 """
 import os
 
-from fcn import checkpoints, cluster, deploy, failures, losses, optim, runlock
+from fcn import checkpoints, cluster, deploy, failures, losses, optim, runlock, summaries
 from fcn.compat import loss_scale_optimizer, session_options, slim, tf, tf1
 from fcn.config import ConfigError, save_config
 from fcn.data import provider, records
@@ -113,12 +113,12 @@ class TrainGraph:
         palette = self.dataset.palette
         ignore = self.dataset.ignore_label
         predictions = tf.argmax(outputs['logits'], axis=3, output_type=tf.int32)
-        tf1.summary.scalar('loss/total', self.total_loss)
-        tf1.summary.scalar('loss/segmentation', outputs['loss'])
-        tf1.summary.scalar('learning_rate', self.learning_rate)
-        tf1.summary.image('image', tf.cast(outputs['images'], tf.uint8), max_outputs=3)
-        tf1.summary.image('ground_truth', colorize_tensor(outputs['labels'], palette, ignore), max_outputs=3)
-        tf1.summary.image('prediction', colorize_tensor(predictions, palette, ignore), max_outputs=3)
+        summaries.scalar('loss/total', self.total_loss)  # tags exactly as README's TensorBoard section
+        summaries.scalar('loss/segmentation', outputs['loss'])
+        summaries.scalar('learning_rate', self.learning_rate)
+        summaries.images('image', tf.cast(outputs['images'], tf.uint8), max_outputs=3)
+        summaries.images('ground_truth', colorize_tensor(outputs['labels'], palette, ignore), max_outputs=3)
+        summaries.images('prediction', colorize_tensor(predictions, palette, ignore), max_outputs=3)
 
 
 def _trainable_variables(cfg):
