@@ -7,6 +7,7 @@
       --class_names my/classes.txt --out data/mine [--val_fraction 0.1 --seed 0] [--mask_map 255:1]
   python build_tfrecords.py --dataset records --data_dir deeplab/tfrecord --num_classes 21 \\
       [--class_names classes.txt] [--ignore_label 255] --out data/voc-deeplab
+  python build_tfrecords.py --verify data/voc     # checksum + decode every record; exit 2 if any is bad
 
 --dataset records indexes records written by another tool (DeepLab's keys): every shard is read
 and checked, summary.json is written into --out and the shards are linked there (copied where
@@ -20,8 +21,10 @@ import sys
 def make_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     from fcn.data import registry
-    p.add_argument('--dataset', required=True, choices=registry.names())
-    p.add_argument('--out', required=True, help='output folder for shards and summary.json')
+    p.add_argument('--dataset', choices=registry.names(), help='what to build (required unless --verify)')
+    p.add_argument('--out', help='output folder for shards and summary.json (required unless --verify)')
+    p.add_argument('--verify', metavar='DIR', help='instead of building: check every record of every shard in DIR '
+                                                   '(checksums, image and label decode) and name the bad ones')
     p.add_argument('--splits', help='comma-separated splits to build (voc: default train,val[,train_aug]; '
                                     'coco: default train,val)')
     g = p.add_argument_group('voc / sbd / coco')
@@ -59,11 +62,19 @@ def make_parser():
     g.add_argument('--skip_bad', action='store_true',
                    help='skip bad images / labels (listed in summary.json) instead of stopping')
     g.add_argument('--no_progress', action='store_true', help='no progress bar')
+    p.add_argument('--verbose', action='store_true', help="show TensorFlow's start-up logs (as FCN_DEBUG=1 does)")
     return p
 
 
 def main(argv=None):
-    args = make_parser().parse_args(argv)
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    if args.verbose:
+        os.environ['FCN_VERBOSE'] = '1'  # read by fcn.compat when it imports TensorFlow
+    if args.verify:
+        return verify(args.verify)
+    if not (args.dataset and args.out):
+        parser.error('--dataset and --out are required (or --verify DIR)')
     from fcn.data import build
     try:
         summary = build.build_from_args(args)
@@ -77,6 +88,26 @@ def main(argv=None):
     print('wrote %s' % info.summary_path(args.out))
     for line in sanity.warnings_for(info.DatasetInfo.from_dict(summary)):
         print('warning: %s' % line, file=sys.stderr)
+    return 0
+
+
+def verify(data_dir):
+    """Checks every record in data_dir; prints one line per shard and each bad record."""
+    if not os.path.isdir(data_dir):
+        print('error: --verify %s: not a folder' % data_dir, file=sys.stderr)
+        return 2
+    from fcn.data import verify as verify_lib
+    try:
+        total, problems = verify_lib.verify_dir(data_dir, progress=print)
+    except FileNotFoundError as e:
+        print('error: %s' % e, file=sys.stderr)
+        return 2
+    for problem in problems:
+        print('bad record: %s' % problem, file=sys.stderr)
+    if problems:
+        print('error: %d bad record(s) in %s (%d read)' % (len(problems), data_dir, total), file=sys.stderr)
+        return 2
+    print('all %d records in %s are intact and decode' % (total, data_dir))
     return 0
 
 

@@ -9,6 +9,7 @@ prints each image's top-5 ImageNet classes and writes NAME_imagenet_labels.png (
 of the coarse fully convolutional label map, one pixel per 32) and NAME_imagenet.png (the map
 over the image, with a legend)."""
 import argparse
+import sys
 
 from fcn import cli
 
@@ -26,14 +27,18 @@ def main():
                           help='override a config key (repeatable)')
     imagenet.add_argument('--checkpoint', help='vgg_16.ckpt, another checkpoint prefix or a run folder '
                                                '(default: the config\'s init.checkpoint)')
+    cli.add_verbose_arg(parser)
     args = parser.parse_args()
+    cli.apply_verbose(args)
     if args.imagenet:
         lines = _imagenet(parser, args)
     else:
         from fcn import predict_lib
         lines = predict_lib.predict_files(args.model, args.images, args.out)
+    from tqdm import tqdm
     for line in lines:
-        print(line, flush=True)
+        tqdm.write(line)  # clears the progress bar first: a path never shares its line
+        sys.stdout.flush()
 
 
 def _imagenet(parser, args):

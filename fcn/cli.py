@@ -6,13 +6,27 @@ import sys
 from fcn.config import add_config_args, load_config
 
 DEBUG_ENV = 'FCN_DEBUG'
+VERBOSE_ENV = 'FCN_VERBOSE'  # read by fcn.compat when it imports TensorFlow
 
 
 def config_parser(description):
-    return add_config_args(argparse.ArgumentParser(description=description))
+    return add_verbose_arg(add_config_args(argparse.ArgumentParser(description=description)))
+
+
+def add_verbose_arg(parser):
+    parser.add_argument('--verbose', action='store_true',
+                        help="show TensorFlow's own start-up and progress logs (as FCN_DEBUG=1 does)")
+    return parser
+
+
+def apply_verbose(args):
+    """--verbose: let TensorFlow's logs through; call before anything imports fcn.compat."""
+    if getattr(args, 'verbose', False):
+        os.environ[VERBOSE_ENV] = '1'
 
 
 def load(args):
+    apply_verbose(args)
     return load_config(args.config, args.overrides)
 
 
@@ -32,6 +46,6 @@ def run_main(main):
         message = e.args[0] if isinstance(e, KeyError) and e.args else e
         print('error: %s' % message, file=sys.stderr)
         sys.exit(2)
-    except KeyboardInterrupt:
-        print('interrupted', file=sys.stderr)
+    except KeyboardInterrupt as e:  # fcn.failures.Interrupted names the checkpoint kept
+        print(e.args[0] if e.args else 'interrupted', file=sys.stderr)
         sys.exit(130)

@@ -16,20 +16,74 @@ between the two lives (and is tested, tests/test_compat.py) in this module alone
 - `tf.compat.v1.mixed_precision.enable_mixed_precision_graph_rewrite` switches the float16
   rewrite on for every later Session of the process (global state): `loss_scale_optimizer`
   and `session_options` do the same two things scoped to one run.
+- start-up noise: importing TensorFlow and its first look for a GPU write absl lines to file
+  descriptor 2 (`WARNING: All log messages before absl::InitializeLog()`, `cudart_stub.cc ...
+  Could not find cuda drivers`, `E0000 ... failed call to cuInit` on a machine without a GPU,
+  oneDNN and CPU-feature notices) that TF_CPP_MIN_LOG_LEVEL does not silence. `quiet_stderr`
+  captures descriptor 2 around the import and the GPU probe and passes on every other line;
+  `FCN_DEBUG=1` or `FCN_VERBOSE=1` (the scripts' --verbose) shows everything.
 """
+import contextlib
 import os
+import re
+import sys
+import tempfile
 import warnings
 
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+VERBOSE = bool(os.environ.get('FCN_DEBUG') or os.environ.get('FCN_VERBOSE'))
+# C++ log lines written while TensorFlow starts that say nothing to a user.
+NOISE = re.compile(
+    r'^WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR'
+    r'|^[IW]\d{4} [\d:. ]+\d+ [\w.]+:\d+\] '                  # absl INFO / WARNING lines
+    r'|^E\d{4} [\d:. ]+\d+ [\w.]+:\d+\] (failed call to cuInit|Unable to register cu\w+ factory)'
+    r'|oneDNN custom operations are on|^To enable the following instructions:'
+    r'|This TensorFlow binary is optimized to use available CPU instructions'
+    r'|^TF-TRT Warning')
 
-import tensorflow as tf  # noqa: E402
-import tf_slim as slim  # noqa: E402
-from tensorflow.core.protobuf import rewriter_config_pb2  # noqa: E402
-from tf_slim.data import tfexample_decoder  # noqa: E402
+
+def _is_noise(line):
+    return bool(NOISE.search(line))
+
+
+@contextlib.contextmanager
+def quiet_stderr(verbose=VERBOSE):
+    """Captures file descriptor 2 (C++ and Python writes alike) while the block runs, then
+    writes back every captured line that is not TensorFlow start-up noise; with `verbose`,
+    does nothing."""
+    if verbose:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            kept = [line for line in captured.read().decode('utf-8', 'replace').splitlines(True)
+                    if not _is_noise(line)]
+            if kept:
+                sys.stderr.write(''.join(kept))
+                sys.stderr.flush()
+
+
+if not VERBOSE:
+    os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+with quiet_stderr():
+    import tensorflow as tf  # noqa: E402
+    import tf_slim as slim  # noqa: E402
+    from tensorflow.core.protobuf import rewriter_config_pb2  # noqa: E402
+    from tf_slim.data import tfexample_decoder  # noqa: E402
+    tf.config.list_physical_devices('GPU')  # the CUDA probe (cuInit) logs here, not in the first Session
 
 tf1 = tf.compat.v1
 tf1.disable_eager_execution()
-tf1.logging.set_verbosity(tf1.logging.ERROR)
+tf1.logging.set_verbosity(tf1.logging.INFO if VERBOSE else tf1.logging.ERROR)
 # slim layers call the deprecated Keras `layer.apply` on every layer: one warning per run is noise.
 warnings.filterwarnings('ignore', message='`layer.apply` is deprecated')
 

@@ -1,9 +1,11 @@
 """YAML configuration: inheritance (`base:`), `--set a.b=value` overrides, validation.
 
-`configs/base.yaml` is the schema: every valid key appears there with its default. A
-config names its parent with `base: other.yaml` (relative to itself); keys are merged
-depth-first. Unknown keys and values of the wrong type are errors that name the key and
-suggest the closest valid one.
+`configs/base.yaml` is the schema: every valid key appears there with its default. It ships
+inside the package as `fcn/configs/base.yaml` (in the repository a link to configs/base.yaml,
+in a wheel a copy of it), so configs load after a plain `pip install .` too. Every config
+inherits its defaults. A config names its parent with `base: other.yaml`, resolved relative
+to the file that names it; keys are merged depth-first. Unknown keys and values of the wrong
+type are errors that name the key and suggest the closest valid one.
 
 The schema gives each key its type (that of its default); the value checks (choices,
 ranges, nullable types, multiples of 32) are declared once, in CHECKS at the end of this
@@ -16,8 +18,7 @@ import os
 
 import yaml
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BASE_CONFIG = os.path.join(REPO_ROOT, 'configs', 'base.yaml')
+BASE_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'configs', 'base.yaml')
 INHERIT_KEY = 'base'
 
 
@@ -94,8 +95,23 @@ def _load_chain(path, seen=()):
     parent = data.pop(INHERIT_KEY, None)
     if parent is None:
         return data
-    parent_path = os.path.join(os.path.dirname(path), parent)
+    parent_path = _parent_path(path, parent)
     return _merge(_load_chain(parent_path, seen + (path,)), data)
+
+
+def _parent_path(path, parent):
+    """The file named by `base: parent` in `path`, relative to `path`'s folder."""
+    if not isinstance(parent, str) or not parent:
+        raise ConfigError('%s: %s: must name a config file, got %r' % (path, INHERIT_KEY, parent))
+    parent_path = os.path.join(os.path.dirname(path), os.path.expanduser(parent))
+    if os.path.isfile(parent_path):
+        return parent_path
+    hint = ''
+    if os.path.basename(parent) == os.path.basename(BASE_CONFIG):
+        hint = ('; every config inherits the shipped defaults (%s) anyway: drop the line, or name '
+                'the file relative to %s' % (BASE_CONFIG, os.path.dirname(path)))
+    raise ConfigError('%s: %s: %s not found (looked for %s, relative to the file that names it)%s'
+                      % (path, INHERIT_KEY, parent, os.path.abspath(parent_path), hint))
 
 
 def _flatten(tree, prefix=''):

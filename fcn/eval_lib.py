@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from fcn import checkpoints, metrics, optim, rundir
+from fcn import checkpoints, failures, metrics, optim, rundir, runlock
 from fcn.compat import latest_checkpoint, tf, tf1
 from fcn.data import provider, records
 from fcn.nets.fcn import build_model
@@ -21,6 +21,7 @@ from fcn.nets.fcn import build_model
 EVAL_SUBDIR = 'eval'
 BEST_SUBDIR = 'best'
 BEST_FILE = 'best.json'
+BEST_LOCK = 'best.lock'  # in the run dir: held while best/ is updated
 CONFUSION_TAG = 'eval/confusion_matrix'
 CONFUSION_PIXELS = 640  # the heatmap's side, about: cells of 640 / num_classes pixels (2 to 32)
 
@@ -122,17 +123,19 @@ class EvalGraph:
 
     def run(self, checkpoint, progress=True):
         """Evaluates one checkpoint over the split; returns (results dict, global step)."""
-        with tf1.Session(graph=self.graph) as sess:
+        with failures.named_failures(self.cfg.data.dir, self.dataset.split, what='evaluation'), \
+                tf1.Session(graph=self.graph) as sess:
             sess.run(tf1.local_variables_initializer())
             self.restorer.restore(sess, checkpoint)
             step = int(tf.train.load_checkpoint(checkpoint).get_tensor('global_step'))
             coord = tf1.train.Coordinator()
             threads = tf1.train.start_queue_runners(sess, coord=coord)
             try:
-                bar = tqdm(range(self.num_images()), desc='eval step %d' % step, unit='img',
-                           disable=not progress, dynamic_ncols=True)
-                for _ in bar:
-                    sess.run(self.confusion.update)
+                with tqdm(total=self.num_images(), desc='eval step %d' % step, unit='img',
+                          disable=not progress, dynamic_ncols=True) as bar:  # closed (own line) on errors too
+                    for _ in range(self.num_images()):
+                        sess.run(self.confusion.update)
+                        bar.update(1)
                 confusion = sess.run(self.confusion.value)
             except tf.errors.InvalidArgumentError as e:
                 error = provider.label_error(e)  # a label outside the classes: a user error
@@ -207,24 +210,38 @@ def _image_value(tag, rgb):
 
 def confusion_image(confusion, class_names=None):
     """The row-normalised confusion matrix as an RGB viridis heatmap (rows: ground truth,
-    columns: prediction), with a margin of row names and percentages in the cells when the
-    cells are large enough to read (up to about 20 classes)."""
+    columns: prediction) with the class names on both axes (rows on the left; columns above,
+    reading upwards) and percentages in the cells when they are large enough (up to about
+    20 classes). Cells are 12 to 32 pixels, so the names stay legible for any class count."""
     normalized = metrics.normalized_confusion(confusion)
     size = len(normalized)
-    cell = int(np.clip(CONFUSION_PIXELS // size, 2, 32))
+    names = list(class_names or [])[:size]
+    names += ['class_%d' % i for i in range(len(names), size)]
+    cell = int(np.clip(CONFUSION_PIXELS // size, 12, 32))
     heat = cv2.applyColorMap(np.round(normalized * 255).astype(np.uint8), cv2.COLORMAP_VIRIDIS)[:, :, ::-1]
     cells = np.ascontiguousarray(np.repeat(np.repeat(heat, cell, axis=0), cell, axis=1))
-    if cell < 28 or not class_names:
-        return cells
-    for (i, j), value in np.ndenumerate(normalized):
-        colour = (0, 0, 0) if value > 0.5 else (255, 255, 255)
-        cv2.putText(cells, '%d' % round(100 * value), (j * cell + 3, i * cell + cell // 2 + 4),
-                    cv2.FONT_HERSHEY_SIMPLEX, 0.35, colour, 1, cv2.LINE_AA)
-    names = np.full((cells.shape[0], 130, 3), 255, np.uint8)
-    for i, name in enumerate(class_names):
-        cv2.putText(names, name[:18], (4, i * cell + cell // 2 + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
-                    (0, 0, 0), 1, cv2.LINE_AA)
-    return np.concatenate([names, cells], axis=1)
+    if cell >= 28:
+        for (i, j), value in np.ndenumerate(normalized):
+            colour = (0, 0, 0) if value > 0.5 else (255, 255, 255)
+            cv2.putText(cells, '%d' % round(100 * value), (j * cell + 3, i * cell + cell // 2 + 4),
+                        cv2.FONT_HERSHEY_SIMPLEX, 0.35, colour, 1, cv2.LINE_AA)
+    rows = _name_band(names, cell)
+    columns = np.ascontiguousarray(np.rot90(rows))  # row band i -> column band i, text reading upwards
+    corner = np.full((columns.shape[0], rows.shape[1], 3), 255, np.uint8)
+    for k, text in enumerate(('rows: truth', 'columns: prediction')):
+        cv2.putText(corner, text, (3, 12 + 14 * k), cv2.FONT_HERSHEY_SIMPLEX, 0.33, (0, 0, 0), 1, cv2.LINE_AA)
+    return np.concatenate([np.concatenate([corner, columns], axis=1), np.concatenate([rows, cells], axis=1)])
+
+
+def _name_band(names, cell):
+    """A white band of len(names) rows of `cell` pixels, each holding its name."""
+    scale = min(0.4, cell / 32.0)
+    width = max([cv2.getTextSize(name[:24], cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0][0] for name in names] + [104])
+    band = np.full((len(names) * cell, width + 8, 3), 255, np.uint8)
+    for i, name in enumerate(names):
+        cv2.putText(band, name[:24], (4, i * cell + (cell + int(22 * scale)) // 2), cv2.FONT_HERSHEY_SIMPLEX,
+                    scale, (0, 0, 0), 1, cv2.LINE_AA)
+    return band
 
 
 # --- the best checkpoint --------------------------------------------------------------------
@@ -244,7 +261,13 @@ def keep_best(run_dir, checkpoint, results):
     Each file is copied under a temporary name and renamed; the checkpoint state file and
     best.json are rewritten after the copy, and the previous best's files removed last, so
     run_dir/best always names a complete checkpoint (eval/export --checkpoint run_dir/best).
+    Evaluators hold RUN_DIR/best.lock meanwhile, so two of them never mix their files.
     """
+    with runlock.exclusive(os.path.join(run_dir, BEST_LOCK)):  # two evaluators take turns
+        return _keep_best(run_dir, checkpoint, results)
+
+
+def _keep_best(run_dir, checkpoint, results):
     best = read_best(run_dir)
     if best is not None and results['miou'] <= best['miou']:
         return False
@@ -297,7 +320,32 @@ def evaluate_once(cfg, checkpoint=None, progress=True):
     return results
 
 
-def evaluate_loop(cfg, progress=True, max_evals=None, timeout_secs=None):
+def new_checkpoints(run_dir, interval_secs, timeout_secs=None, log=print):
+    """Yields the run dir's latest checkpoint each time it changes, checking every
+    `interval_secs`; says what it waits for whenever it starts waiting; ends after
+    `timeout_secs` without a new checkpoint (None: waits forever)."""
+    last, announced = None, False
+    waiting_since = time.time()
+    while True:
+        checkpoint = latest_checkpoint(run_dir)
+        if checkpoint is not None and checkpoint != last:
+            last, announced = checkpoint, False
+            yield checkpoint
+            waiting_since = time.time()
+            continue
+        waited = time.time() - waiting_since
+        if timeout_secs is not None and waited >= timeout_secs:
+            log('no new checkpoint in %s for %g s (eval.timeout_secs): stopping' % (run_dir, timeout_secs))
+            return
+        if not announced:
+            log('waiting for a new checkpoint in %s, checking every %g s%s' % (
+                run_dir, interval_secs, '' if checkpoint else ' (none there yet)'))
+            announced = True
+        pause = interval_secs if timeout_secs is None else min(interval_secs, timeout_secs - waited)
+        time.sleep(max(pause, 0.0))
+
+
+def evaluate_loop(cfg, progress=True, max_evals=None, timeout_secs=None, log=print):
     """Evaluates each new checkpoint of train.run_dir until the final step, `max_evals`
     evaluations or `timeout_secs` without a new checkpoint (defaults: eval.max_evals,
     eval.timeout_secs; null = no limit). Returns the number of evaluations."""
@@ -306,13 +354,16 @@ def evaluate_loop(cfg, progress=True, max_evals=None, timeout_secs=None):
     rundir.check_model_keys(cfg)
     graph = EvalGraph(cfg)
     evaluated = 0
-    for checkpoint in tf1.train.checkpoints_iterator(cfg.train.run_dir, min_interval_secs=cfg.eval.interval_secs,
-                                                     timeout=timeout_secs):
+    for checkpoint in new_checkpoints(cfg.train.run_dir, cfg.eval.interval_secs, timeout_secs, log):
         results, _ = _evaluate(graph, checkpoint, progress)
         step = results['global_step']
-        print('%s step %d: mIoU %.2f%%' % (time.strftime('%H:%M:%S'), step, 100 * results['miou']))
+        log('%s step %d: mIoU %.2f%%' % (time.strftime('%H:%M:%S'), step, 100 * results['miou']))
         evaluated += 1
-        if step >= cfg.train.steps or (max_evals and evaluated >= max_evals):
+        if step >= cfg.train.steps:
+            log('step %d is the final step (train.steps %d): done' % (step, cfg.train.steps))
+            break
+        if max_evals and evaluated >= max_evals:
+            log('%d evaluations (eval.max_evals): done' % evaluated)
             break
     return evaluated
 

@@ -10,7 +10,8 @@ class NonFiniteLossError(FloatingPointError):
 
 
 class TrainingMonitor(tf1.train.SessionRunHook):
-    """Checks every step's loss and logs step, loss, images/s and time left.
+    """Checks every step's loss and logs step, loss, images/s and time left: the first step at
+    once (its time includes filling the input queues), then every `every_n_steps`.
 
     Placed before the checkpoint hook, it raises before a diverged model is saved, so
     the last good checkpoint stays the latest. `step_after_update` must read the global
@@ -24,8 +25,11 @@ class TrainingMonitor(tf1.train.SessionRunHook):
         self._every = max(1, every_n_steps)
         self._log = log
         self._window_start = None
+        self._first_start = None
 
     def before_run(self, run_context):
+        if self._window_start is None and self._first_start is None:
+            self._first_start = time.time()
         return tf1.train.SessionRunArgs(self._fetches)
 
     def after_run(self, run_context, run_values):
@@ -35,10 +39,10 @@ class TrainingMonitor(tf1.train.SessionRunHook):
             raise NonFiniteLossError('loss is %s at step %d: training stopped; the last good checkpoint is '
                                      'kept (lower train.learning_rate or check the labels)' % (values['loss'], step))
         now = time.time()
-        if self._window_start is None:
-            self._window_start = (now, step)
-            return
-        if step % self._every == 0:
+        if self._window_start is None:  # this process's first step: logged at once
+            self._window_start = (self._first_start, step - 1)
+            self._log(self._line(step, float(values['loss']), float(values['lr']), now))
+        elif step % self._every == 0:
             self._log(self._line(step, float(values['loss']), float(values['lr']), now))
 
     def _line(self, step, loss, lr, now):

@@ -4,7 +4,8 @@ A run dir holds everything of one run: checkpoints, TensorBoard events, the reso
 config. Restarting the same command resumes from the run dir's latest checkpoint;
 `init.checkpoint` (vgg_16.ckpt) is only read when the run dir has none.
 """
-from fcn import checkpoints, deploy, losses, optim, rundir
+
+from fcn import checkpoints, deploy, failures, losses, optim, rundir, runlock, summaries
 from fcn.cluster import done, roles, runtime
 from fcn.compat import loss_scale_optimizer, session_options, slim, tf, tf1
 from fcn.config import ConfigError
@@ -99,12 +100,12 @@ class TrainGraph:
         palette = self.dataset.palette
         ignore = self.dataset.ignore_label
         predictions = tf.argmax(outputs['logits'], axis=3, output_type=tf.int32)
-        tf1.summary.scalar('loss/total', self.total_loss)
-        tf1.summary.scalar('loss/segmentation', outputs['loss'])
-        tf1.summary.scalar('learning_rate', self.learning_rate)
-        tf1.summary.image('image', tf.cast(outputs['images'], tf.uint8), max_outputs=3)
-        tf1.summary.image('ground_truth', colorize_tensor(outputs['labels'], palette, ignore), max_outputs=3)
-        tf1.summary.image('prediction', colorize_tensor(predictions, palette, ignore), max_outputs=3)
+        summaries.scalar('loss/total', self.total_loss)  # tags exactly as README's TensorBoard section
+        summaries.scalar('loss/segmentation', outputs['loss'])
+        summaries.scalar('learning_rate', self.learning_rate)
+        summaries.images('image', tf.cast(outputs['images'], tf.uint8), max_outputs=3)
+        summaries.images('ground_truth', colorize_tensor(outputs['labels'], palette, ignore), max_outputs=3)
+        summaries.images('prediction', colorize_tensor(predictions, palette, ignore), max_outputs=3)
 
 
 def _trainable_variables(cfg):
@@ -168,6 +169,13 @@ def train(cfg, cluster_info=None, log=print):
     of a cluster job (fcn.task runs the other roles): workers train, the chief alone
     initialises, writes checkpoints and summaries.
     """
+    if not roles.is_chief(cluster_info):
+        return _train(cfg, cluster_info, log)
+    with runlock.TrainerLock(cfg.train.run_dir, 'train.py', log):  # one trainer (chief) per run dir
+        return _train(cfg, cluster_info, log)
+
+
+def _train(cfg, cluster_info, log):
     deploy_config = deploy.from_config(cfg, cluster_info)
     is_chief = roles.is_chief(cluster_info)
     run_dir = cfg.train.run_dir
@@ -188,8 +196,11 @@ def train(cfg, cluster_info=None, log=print):
         log('resuming from %s' % tf1.train.latest_checkpoint(run_dir))
     elif is_chief and init_fn is not None:
         log('initialising from %s' % init_fn.checkpoint)
+    elif is_chief:
+        log('training from scratch (init.checkpoint is null)')
     hooks, chief_hooks = _hooks(cfg, graph, scaffold, is_chief, log)
-    step = _run_session(cfg, graph, scaffold, cluster_info, hooks + graph.sync_hooks, chief_hooks)
+    with failures.named_failures(cfg.data.dir, cfg.data.train_split, run_dir):
+        step = _run_session(cfg, graph, scaffold, cluster_info, hooks + graph.sync_hooks, chief_hooks)
     if is_chief:
         if cluster_info is not None:
             done.signal_done(done.done_file(run_dir))

@@ -82,3 +82,34 @@ def test_resolved_config_round_trips(tmp_path):
 @pytest.mark.parametrize('name', ['base', 'demo', 'voc'])
 def test_shipped_configs_load(name):
     load_config('configs/%s.yaml' % name)
+
+
+def test_base_is_resolved_relative_to_the_file_that_names_it(tmp_path, monkeypatch):
+    (tmp_path / 'parents').mkdir()
+    (tmp_path / 'exp').mkdir()
+    write(tmp_path / 'parents' / 'common.yaml', {'train': {'steps': 11}})
+    write(tmp_path / 'exp' / 'mid.yaml', {'base': '../parents/common.yaml', 'train': {'batch_size': 2}})
+    child = write(tmp_path / 'exp' / 'child.yaml', {'base': 'mid.yaml'})
+    monkeypatch.chdir(tmp_path / 'parents')  # not the folder of any of them
+    cfg = load_config(child)
+    assert (cfg.train.steps, cfg.train.batch_size) == (11, 2)
+
+
+def test_missing_base_names_the_key_and_the_file_that_names_it(tmp_path):
+    """A config copied out of configs/ (its `base: base.yaml` no longer beside it)."""
+    with open('configs/demo.yaml') as f:
+        (tmp_path / 'copy.yaml').write_text(f.read())
+    with pytest.raises(ConfigError) as err:
+        load_config(str(tmp_path / 'copy.yaml'))
+    message = str(err.value)
+    assert message.startswith('%s: base: base.yaml not found' % (tmp_path / 'copy.yaml'))
+    assert str(tmp_path / 'base.yaml') in message and 'drop the line' in message
+    # ... and the fix it suggests works: every config inherits the shipped defaults
+    text = (tmp_path / 'copy.yaml').read_text().replace('base: base.yaml\n', '')
+    (tmp_path / 'copy.yaml').write_text(text)
+    assert load_config(str(tmp_path / 'copy.yaml')).model.width == 0.25
+
+
+def test_shipped_schema_is_the_repository_base_yaml():
+    from fcn import config
+    assert os.path.samefile(config.BASE_CONFIG, 'configs/base.yaml')

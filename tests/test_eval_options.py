@@ -91,14 +91,27 @@ def test_normalized_confusion_rows_sum_to_one():
 
 def test_confusion_heatmap_colours_and_layout():
     image = eval_lib.confusion_image(np.diag([5, 7, 9]), ['a', 'b', 'c'])
-    cell, margin = 32, image.shape[1] - 3 * 32
-    assert image.shape == (3 * cell, margin + 3 * cell, 3) and margin > 0  # names on the left
+    cell = 32
+    top, left = image.shape[0] - 3 * cell, image.shape[1] - 3 * cell
+    assert top > 0 and left > 0  # column names above, row names on the left
     for i in range(3):
         for j in range(3):
-            pixel = image[i * cell + 1, margin + j * cell + 1]  # a cell corner, away from its text
+            pixel = image[top + i * cell + 1, left + j * cell + 1]  # a cell corner, away from its text
             np.testing.assert_allclose(pixel, VIRIDIS_HIGH if i == j else VIRIDIS_LOW, atol=3)
-    large = eval_lib.confusion_image(np.eye(100, dtype=np.int64), ['c%d' % i for i in range(100)])
-    assert large.shape == (600, 600, 3)  # 6-pixel cells, too small for text: a bare heatmap
+
+
+@pytest.mark.parametrize('num_classes', [3, 21, 81])
+def test_confusion_heatmap_names_every_row_and_column(num_classes):
+    """Each class's band of the left margin and of the top margin holds text (dark pixels),
+    the class count of COCO included."""
+    names = ['class%d' % i for i in range(num_classes)]
+    image = eval_lib.confusion_image(np.eye(num_classes, dtype=np.int64), names)
+    cell = int(np.clip(eval_lib.CONFUSION_PIXELS // num_classes, 12, 32))
+    top, left = image.shape[0] - num_classes * cell, image.shape[1] - num_classes * cell
+    dark = image.min(axis=2) < 128
+    for i in range(num_classes):
+        assert dark[top + i * cell:top + (i + 1) * cell, :left].any(), 'row %d unnamed' % i
+        assert dark[:top, left + i * cell:left + (i + 1) * cell].any(), 'column %d unnamed' % i
 
 
 # --- EMA ------------------------------------------------------------------------------------

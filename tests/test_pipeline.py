@@ -1,7 +1,9 @@
 """End to end on small synthetic records: provider -> train -> eval -> export -> predict."""
 import json
 import os
+import re
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -11,7 +13,7 @@ from fcn import eval_lib, export_lib, train_lib
 from fcn.compat import tf, tf1
 from fcn.data import provider
 from fcn.inference import FrozenModel
-from pipeline_fixtures import build_synthetic, run_script, scalar_series, tiny_config, tiny_overrides
+from pipeline_fixtures import REPO_ROOT, build_synthetic, run_script, scalar_series, tiny_config, tiny_overrides
 
 
 @pytest.fixture(scope='module')
@@ -63,18 +65,41 @@ def test_training_lowers_the_loss_and_writes_run_dir(trained):
     assert tf1.train.latest_checkpoint(run_dir).endswith('model.ckpt-40')
     with open(os.path.join(run_dir, 'config.yaml')) as f:
         assert 'steps: 40' in f.read()
-    tags = {tag for tag in ('image', 'ground_truth', 'prediction', 'learning_rate')
-            if any(tag in name for name in _summary_tags(run_dir))}
-    assert tags == {'image', 'ground_truth', 'prediction', 'learning_rate'}
 
 
-def _summary_tags(run_dir):
+# The tags of README's TensorBoard section, exactly (the input queues' fill levels aside).
+TRAIN_TAGS = {'loss/total', 'loss/segmentation', 'learning_rate', 'image', 'ground_truth', 'prediction'}
+QUEUE_TAG = re.compile(r'^(parallel_read(/filenames)?|batch|prefetch_queue)/fraction_of_\d+_full$')
+EVAL_SCALARS = {'eval/miou', 'eval/fwiou', 'eval/pixel_accuracy', 'eval/mean_class_accuracy', 'eval/confusion_matrix'}
+EVAL_TAGS = EVAL_SCALARS | {'eval_class_iou/' + name for name in ('background', 'disc', 'square', 'triangle', 'cross')}
+
+
+def test_tensorboard_tags_are_the_documented_ones(trained):
+    values = _summary_values(trained.train.run_dir)
+    tags = set(values)
+    assert {t for t in tags if not QUEUE_TAG.match(t)} == TRAIN_TAGS, sorted(tags)
+    with open(os.path.join(REPO_ROOT, 'README.md')) as f:
+        readme = f.read()
+    for tag in TRAIN_TAGS | EVAL_SCALARS | {'eval_class_iou/NAME'}:
+        assert '`%s`' % tag in readme, tag
+    for tag in ('image', 'ground_truth', 'prediction'):  # one tag holding 3 PNGs of the batch of 4
+        value = values[tag]
+        assert value.metadata.plugin_data.plugin_name == 'images'
+        width, height = (int(v) for v in value.tensor.string_val[:2])
+        pngs = value.tensor.string_val[2:]
+        assert (width, height, len(pngs)) == (64, 64, 3)
+        assert cv2.imdecode(np.frombuffer(pngs[0], np.uint8), cv2.IMREAD_COLOR).shape == (64, 64, 3)
+
+
+def _summary_values(run_dir):
+    """{tag: the first Summary.Value of that tag} over the event files directly in run_dir."""
     import glob
-    tags = set()
-    for path in glob.glob(os.path.join(run_dir, 'events.out.tfevents.*')):
+    values = {}
+    for path in sorted(glob.glob(os.path.join(run_dir, 'events.out.tfevents.*'))):
         for event in tf1.train.summary_iterator(path):
-            tags.update(value.tag for value in event.summary.value)
-    return tags
+            for value in event.summary.value:
+                values.setdefault(value.tag, value)
+    return values
 
 
 def _numpy_miou(pairs, num_classes, ignore_label=255):
@@ -113,6 +138,8 @@ def test_eval_miou_equals_numpy_and_export_matches_eval(trained, data_dir, tmp_p
         written = json.load(f)
     assert written['miou'] == results['miou']
     assert set(written['per_class_iou']) == {'background', 'disc', 'square', 'triangle', 'cross'}
+    eval_tags = set(_summary_values(os.path.join(trained.train.run_dir, 'eval')))
+    assert EVAL_SCALARS <= eval_tags <= EVAL_TAGS, eval_tags  # no IoU for a class absent from both
 
 
 def test_export_accepts_any_size_and_predict_writes_outputs(trained, tmp_path):

@@ -198,7 +198,7 @@ class _ShardWriter:
     """Writes `<path>.tmp`; commit() saves the stats, then renames the shard into place."""
 
     def __init__(self, out_dir, shard):
-        import tensorflow as tf
+        from fcn.compat import tf  # quiet: no TensorFlow start-up lines under the progress bar
         self.out_dir = out_dir
         self.shard = shard
         self.path = os.path.join(out_dir, shard)
