@@ -26,7 +26,7 @@ def make_parser():
     p.add_argument('--verify', metavar='DIR', help='instead of building: check every record of every shard in DIR '
                                                    '(checksums, image and label decode) and name the bad ones')
     p.add_argument('--splits', help='comma-separated splits to build (voc: default train,val[,train_aug]; '
-                                    'coco: default train,val)')
+                                    'coco: default train,val; records: default every split found)')
     g = p.add_argument_group('voc / sbd / coco')
     g.add_argument('--data_dir', help='VOC2012 folder (voc), COCO root with annotations/ (coco) or the folder '
                                       'of *.tfrecord shards (records)')

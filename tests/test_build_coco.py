@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import datasets_fixtures as fx
-from fcn.data import build, coco, records
+from fcn.data import build, coco
 from fcn.data.info import DatasetInfo
 from fcn.data.palette import VOC_CLASSES, voc_palette
 

@@ -6,7 +6,7 @@ import pytest
 import scipy.io
 
 import datasets_fixtures as fx
-from fcn.data import build, records, sbd, voc
+from fcn.data import build, sbd, voc
 from fcn.data.info import DatasetInfo
 
 VOC_TRAIN = ['2007_000001', '2007_000002', '2007_000003']

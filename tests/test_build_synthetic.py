@@ -5,7 +5,7 @@ import cv2
 import numpy as np
 
 import datasets_fixtures as fx
-from fcn.data import records, synthetic
+from fcn.data import synthetic
 from fcn.data.info import DatasetInfo
 from fcn.data.palette import read_index_png, voc_palette
 

@@ -1,10 +1,11 @@
 """Builds sharded TFRecords + summary.json from a dataset description (see fcn.data.records).
 
-A dataset module (voc, sbd, coco, folder, synthetic) turns command-line arguments into a
-`DatasetSpec`: class names, palette and, per split, a list of `Item`s. An item knows its
-image file and how to load its label; everything else happens here, the same for every
-dataset: image decoding and checks, label range checks, parallel encoding in worker
-processes, shard writing (temporary name, renamed when complete), resuming, and the summary.
+A dataset module (voc, sbd, coco, folder, synthetic; fcn.data.registry) turns command-line
+arguments into a `DatasetSpec` (fcn.data.spec): class names, palette and, per split, a list of
+`Item`s. An item knows its image file and how to load its label; everything else happens
+here, the same for every dataset: image decoding and checks, label range checks, parallel
+encoding in worker processes, shard writing (temporary name, renamed when complete), resuming,
+and the summary (written through fcn.data.info, statistics from fcn.data.stats).
 
 Resuming: next to each complete shard, `.build/<shard>.json` holds its statistics and a
 fingerprint of the items it was built from. A rerun keeps a shard whose file and stats exist
@@ -28,8 +29,8 @@ import numpy as np
 
 from fcn.data import info as dataset_info
 from fcn.data import records, registry, stats
-from fcn.data.spec import (  # noqa: F401 (DatasetError, Item, DatasetSpec: re-exported for callers)
-    IGNORE_LABEL, BadItem, DatasetError, DatasetSpec, Item, parse_splits, read_list, safe_join)
+from fcn.data.spec import DatasetSpec, Item  # noqa: F401 (the types build() takes, re-exported)
+from fcn.data.spec import IGNORE_LABEL, DatasetError
 
 STATE_DIR = '.build'
 TMP_SUFFIX = '.tmp'

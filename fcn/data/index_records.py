@@ -102,7 +102,7 @@ def _label_histogram(raw, shard, num_classes, ignore_label):
     feature = tf.train.Example.FromString(raw).features.feature
     name = _text(feature, records.IMAGE_FILENAME) or '(no image/filename)'
     encoded = feature[records.LABEL_ENCODED].bytes_list.value if records.LABEL_ENCODED in feature else []
-    where = 'record %r of shard' % name
+    where = 'record %r' % name
     if not encoded or not encoded[0]:
         raise DatasetError('%s has no %s' % (where, records.LABEL_ENCODED), shard)
     label = cv2.imdecode(np.frombuffer(encoded[0], np.uint8), cv2.IMREAD_UNCHANGED)
