@@ -1,6 +1,6 @@
 """Training input throughput: the slim provider pipeline vs a plain tf.data pipeline.
 
-  python bench/bench_input.py [--num_images 200 --batches 40 --crop 512 --batch_size 8 --repeats 3]
+  python bench/bench_input.py [--num_images 200 --batches 40 --crop 512 (or HxW, e.g. 512x1024) --batch_size 8 --repeats 3]
 
 Both decode the same VOC-sized records (500x375 JPEG + PNG label) and run the same
 augmentation (fcn.data.preprocess.preprocess_train: scale 0.5-2.0, pad, crop, flip) into
@@ -38,9 +38,15 @@ def make_records(root, num_images):
 
 def bench_config(data_dir, args):
     return load_config(os.path.join(REPO, 'configs', 'base.yaml'), [
-        'data.dir=%s' % data_dir, 'data.train_split=train', 'train.crop_size=%d' % args.crop,
+        'data.dir=%s' % data_dir, 'data.train_split=train', 'train.crop_size=%s' % args.crop,
         'train.batch_size=%d' % args.batch_size, 'data.num_readers=%d' % args.readers,
         'data.num_preprocess_threads=%d' % args.threads])
+
+
+def crop_arg(text):
+    """'512' -> 512, '512x1024' -> [512, 1024] (train.crop_size checks the multiples of 32)."""
+    sides = [int(side) for side in text.lower().split('x')]
+    return sides[0] if len(sides) == 1 else sides
 
 
 def time_batches(sess, fetch, warmup, batches):
@@ -91,7 +97,7 @@ def main():
     parser.add_argument('--num_images', type=int, default=200)
     parser.add_argument('--batches', type=int, default=40)
     parser.add_argument('--warmup', type=int, default=5)
-    parser.add_argument('--crop', type=int, default=512)
+    parser.add_argument('--crop', type=crop_arg, default=512, help='crop side, or HxW (train.crop_size [H, W])')
     parser.add_argument('--batch_size', type=int, default=8)
     parser.add_argument('--readers', type=int, default=2)
     parser.add_argument('--threads', type=int, default=2)

@@ -13,6 +13,10 @@ between the two lives (and is tested, tests/test_compat.py) in this module alone
 - `tf.compat.v1.train.checkpoint_exists` is deprecated: `checkpoint_exists` below looks for
   both formats TensorFlow reads: a V2 prefix (`model.ckpt-100.index` + data shards) and a V1
   single file (TF-Slim's `vgg_16.ckpt`).
+- `tf.config.experimental.enable_op_determinism` is process-wide and TensorFlow exports no
+  way back: `set_op_determinism(flag)` sets it either way (TF's own, unexported
+  `disable_op_determinism`), so one train.deterministic run does not slow later runs of
+  the same process (tests, notebooks).
 - `tf.compat.v1.mixed_precision.enable_mixed_precision_graph_rewrite` switches the float16
   rewrite on for every later Session of the process (global state): `loss_scale_optimizer`
   and `session_options` do the same two things scoped to one run.
@@ -127,6 +131,17 @@ def checkpoint_exists(path):
 
 def gpu_count():
     return len(tf.config.list_physical_devices('GPU'))
+
+
+def set_op_determinism(enabled):
+    """Turns TensorFlow's op determinism on or off for this process (train.deterministic):
+    ops then pick deterministic kernels, or raise where they have none."""
+    from tensorflow.python.framework import config as tf_config
+    if enabled:
+        tf.config.experimental.enable_op_determinism()
+    else:
+        tf_config.disable_op_determinism()
+    return tf_config.is_op_determinism_enabled()
 
 
 def loss_scale_optimizer(optimizer):

@@ -309,7 +309,7 @@ def nullable(check):
 
 
 def crop_size(value):
-    """train.crop_size -> (height, width): 512 means (512, 512); [h, w] is taken as is."""
+    """train.crop_size -> (height, width): 512 means (512, 512); [h, w] (or (h, w)) is taken as is."""
     if isinstance(value, (list, tuple)):
         return int(value[0]), int(value[1])
     return int(value), int(value)

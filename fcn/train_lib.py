@@ -5,9 +5,9 @@ config. Restarting the same command resumes from the run dir's latest checkpoint
 `init.checkpoint` (vgg_16.ckpt) is only read when the run dir has none.
 """
 
-from fcn import checkpoints, deploy, failures, losses, optim, rundir, runlock, summaries
+from fcn import accumulate, checkpoints, deploy, failures, losses, optim, rundir, runlock, summaries
 from fcn.cluster import done, roles, runtime
-from fcn.compat import loss_scale_optimizer, session_options, slim, tf, tf1
+from fcn.compat import loss_scale_optimizer, session_options, set_op_determinism, slim, tf, tf1
 from fcn.config import ConfigError
 from fcn.data import info as dataset_info
 from fcn.data import provider
@@ -25,7 +25,11 @@ def _process_seed(seed, cluster_info):
 
 
 class TrainGraph:
-    """The training graph: inputs, clones, optimizer, summaries; built in `self.graph`."""
+    """The training graph: inputs, clones, optimizer, summaries; built in `self.graph`.
+
+    One update is `run_step(session)`: a single run of train_op, or with
+    train.accumulate_steps k > 1, k - 1 runs of `accumulate_op` and then train_op (fcn.accumulate).
+    """
 
     def __init__(self, cfg, deploy_config, cluster_info=None, info=None):
         self.cfg = cfg
@@ -48,30 +52,61 @@ class TrainGraph:
             self.global_step = tf1.train.get_or_create_global_step()
         with tf1.device(config.inputs_device()):
             queue = self._input_queue()
-        clones = deploy.create_clones(config, self._clone_fn, [queue])
+        self.clones = clones = deploy.create_clones(config, self._clone_fn, [queue])
         first = clones[0]
         with tf1.device(config.optimizer_device()):
             self.learning_rate = optim.learning_rate(cfg.train, self.global_step, cfg.train.steps)
             self.optimizer = optim.make_optimizer(cfg.train, self.learning_rate)
-            if cfg.train.mixed_precision:
+        if cfg.train.mixed_precision:  # its loss-scale variables are shared: with the others (ps tasks)
+            with tf1.device(config.variables_device()):
                 self.optimizer = loss_scale_optimizer(self.optimizer)
+        with tf1.device(config.optimizer_device()):
             if self.cluster_info is not None and cfg.deploy.sync_replicas:
                 self.optimizer, self.sync_hooks = runtime.sync_optimizer(
                     self.optimizer, self.cluster_info, cfg.deploy.replicas_to_aggregate)
         self.total_loss, grads_and_vars = deploy.optimize_clones(
             clones, self.optimizer, var_list=_trainable_variables(cfg))
+        self.accumulator = self.accumulate_op = None
+        if cfg.train.accumulate_steps > 1:
+            with tf1.device(config.optimizer_device()):
+                self.accumulator = accumulate.GradientAccumulator(grads_and_vars, self.total_loss,
+                                                                  cfg.train.accumulate_steps)
+                grads_and_vars = self.accumulator.mean_gradients()
+            self.accumulate_op, self.total_loss = self.accumulator.add_op, self.accumulator.mean_loss
         grads_and_vars = optim.transform_gradients(cfg.train, grads_and_vars)
         self.train_op = self._apply(grads_and_vars)
+        if self.accumulator is not None:
+            with tf1.device(config.optimizer_device()):
+                self.train_op = self.accumulator.reset_op(self.train_op)
         with tf.control_dependencies([self.train_op]):
             self.step_after_update = tf.identity(self.global_step)
         self._add_summaries(first)
 
+    def run_step(self, session):
+        """One update in a MonitoredSession -> the global step after it. With accumulation,
+        the first k - 1 batches run without hooks: the hooks see one run per update."""
+        if self.accumulator is None:
+            return session.run(self.step_after_update)
+
+        def step_fn(step_context):
+            for _ in range(self.accumulator.num_steps - 1):
+                step_context.session.run(self.accumulate_op)
+            return step_context.run_with_hooks(self.step_after_update)
+        return session.run_step_fn(step_fn)
+
     def _input_queue(self):
-        per_clone = self.cfg.train.batch_size // self.deploy_config.num_clones
+        num_clones = self.deploy_config.num_clones
+        if self.cfg.train.deterministic and num_clones > 1:
+            # clones racing for batches of one queue would take them in any order: split one batch instead
+            batch = provider.train_batch(self.cfg, self.dataset, self.cfg.train.batch_size,
+                                         train_preprocess_fn(self.cfg, self.dataset.ignore_label))
+            queue = slim.prefetch_queue.prefetch_queue([batch['images'], batch['labels']], capacity=2)
+            return _SplitInCloneOrder(queue.dequeue(), num_clones)
+        per_clone = self.cfg.train.batch_size // num_clones
         batch = provider.train_batch(self.cfg, self.dataset, per_clone,
                                      train_preprocess_fn(self.cfg, self.dataset.ignore_label))
         return slim.prefetch_queue.prefetch_queue([batch['images'], batch['labels']],
-                                                  capacity=2 * self.deploy_config.num_clones)
+                                                  capacity=2 * num_clones)
 
     def _clone_fn(self, queue):
         """One clone: dequeue a batch, run the model, add its loss to the losses collection."""
@@ -108,6 +143,17 @@ class TrainGraph:
         summaries.images('prediction', colorize_tensor(predictions, palette, ignore), max_outputs=3)
 
 
+class _SplitInCloneOrder:
+    """One batch split into equal parts; the i-th `dequeue()` call (clone i, as
+    deploy.create_clones builds them in order) gets part i."""
+
+    def __init__(self, tensors, num_parts):
+        self._parts = list(zip(*[tf.split(tensor, num_parts, axis=0) for tensor in tensors]))
+
+    def dequeue(self):
+        return self._parts.pop(0)
+
+
 def _trainable_variables(cfg):
     """Trainable variables, restricted to train.trainable_scopes when given."""
     scopes = cfg.train.trainable_scopes
@@ -138,7 +184,7 @@ def _hooks(cfg, graph, scaffold, is_chief, log):
     the diverged weights can be written."""
     train = cfg.train
     monitor = TrainingMonitor(graph.total_loss, graph.step_after_update, graph.learning_rate,
-                              train.steps, train.batch_size, train.log_every_steps, log=log)
+                              train.steps, train.batch_size * train.accumulate_steps, train.log_every_steps, log=log)
     stop = tf1.train.StopAtStepHook(last_step=train.steps)
     if not is_chief:
         return [monitor, stop], []
@@ -177,6 +223,7 @@ def train(cfg, cluster_info=None, log=print):
 
 def _train(cfg, cluster_info, log):
     deploy_config = deploy.from_config(cfg, cluster_info)
+    set_op_determinism(cfg.train.deterministic)
     is_chief = roles.is_chief(cluster_info)
     run_dir = cfg.train.run_dir
     latest = tf1.train.latest_checkpoint(run_dir)
@@ -226,7 +273,7 @@ def _run_session(cfg, graph, scaffold, cluster_info, hooks, chief_hooks):
         try:
             with session:
                 while not session.should_stop():
-                    step = session.run(graph.step_after_update)
+                    step = graph.run_step(session)
         except tf.errors.InvalidArgumentError as e:
             _raise_label_error(e)
     return step

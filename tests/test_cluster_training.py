@@ -175,3 +175,22 @@ def test_two_clones_on_the_cpu_split_the_batch(data_dir, tmp_path, monkeypatch):
     assert all(clone.device.endswith('CPU:0') for clone in made)
     assert [clone.outputs['images'].shape[0] for clone in made] == [2, 2]  # batch_size 4 split in two
     assert _checkpoint_step(run_dir) == 4
+
+
+def test_sync_workers_accumulating_gradients_with_mixed_precision(data_dir, tmp_path):
+    """train.accumulate_steps with SyncReplicasOptimizer: each worker sums k batches locally
+    (hook-less runs), then hands their mean to the sync optimizer once per update; the
+    loss-scale variables are shared on the ps."""
+    run_dir = str(tmp_path / 'run')
+    steps = 6
+    overrides = tiny_overrides(data_dir, run_dir, steps) + [
+        'train.accumulate_steps=2', 'train.mixed_precision=true', 'train.log_every_steps=1']
+    with _launch(overrides, tmp_path / 'launch.log') as launch:
+        code = launch.wait()
+        log = launch.log()
+    assert code == 0, log
+    assert '[worker:1] step 3/%d' % steps in log and '[worker:0] step 3/%d' % steps in log, log
+    assert _checkpoint_step(run_dir) == steps
+    names = {name for name, _ in tf.train.list_variables(tf1.train.latest_checkpoint(run_dir))}
+    assert 'current_loss_scale' in names  # one shared loss scale, saved by the chief
+    assert not [name for name in names if name.startswith('gradient_accumulation')]

@@ -106,3 +106,14 @@ def test_session_options_set_xla_and_float16_rewrite_which_leave_cpu_float32():
         with tf1.Session(config=config) as sess:
             value = sess.run(product, {a: [[1.0001]]})
     assert value[0, 0] == np.float32(1.0001)  # float16 would round it to 1.0
+
+
+def test_set_op_determinism_switches_both_ways():
+    from tensorflow.python.framework import config as tf_config
+    from fcn.compat import set_op_determinism
+    assert not hasattr(tf.config.experimental, 'disable_op_determinism')  # the gap: no public way back
+    try:
+        assert set_op_determinism(True) is True and tf_config.is_op_determinism_enabled()
+        assert set_op_determinism(False) is False and not tf_config.is_op_determinism_enabled()
+    finally:
+        set_op_determinism(False)

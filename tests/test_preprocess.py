@@ -91,3 +91,39 @@ def test_photometric_jitter_changes_colours_but_not_labels():
         np.testing.assert_array_equal(plain_label, jit_label)
         assert np.abs(plain_image - jit_image).mean() > 1.0
         assert jit_image.min() >= 0.0 and jit_image.max() <= 255.0
+
+
+# --- non-square crops: train.crop_size [height, width] ------------------------------------------
+
+def test_non_square_crop_equal_to_the_image_is_the_image():
+    image, label = blocks(48, 64)
+    for out_image, out_label in augment(image, label, [48, 64]):
+        assert out_image.shape == (48, 64, 3) and out_label.shape == (48, 64)
+        np.testing.assert_allclose(out_image, image, atol=1e-3)
+        np.testing.assert_array_equal(out_label, label)
+
+
+@pytest.mark.parametrize('crop', [[32, 64], [64, 32]])
+def test_non_square_crop_pads_each_side_on_its_own(crop):
+    image, label = blocks(20, 24)
+    for out_image, out_label in augment(image, label, crop):
+        assert out_label.shape == tuple(crop) and out_image.shape == tuple(crop) + (3,)
+        np.testing.assert_array_equal(out_label[:20, :24], label)  # scale 1: the image, top-left
+        np.testing.assert_array_equal(out_label[20:], 255)
+        np.testing.assert_array_equal(out_label[:, 24:], 255)
+        np.testing.assert_allclose(out_image[20:, :24].reshape(-1, 3), np.broadcast_to(MEAN_RGB, (24 * (crop[0] - 20), 3)),
+                                   atol=1e-3)
+
+
+def test_non_square_crop_of_a_larger_image_is_a_window_of_it():
+    label = np.random.RandomState(0).randint(0, 3, (48, 96)).astype(np.uint8)  # one window matches
+    image = COLOURS[label]
+    windows = set()
+    for out_image, out_label in augment(image, label, [32, 64]):
+        matches = [(top, left) for top in range(17) for left in range(33)
+                   if np.array_equal(label[top:top + 32, left:left + 64], out_label)]
+        assert len(matches) == 1, 'the label crop is one 32x64 window of the label'
+        top, left = matches[0]
+        np.testing.assert_allclose(out_image, image[top:top + 32, left:left + 64], atol=0.01)  # float box coords
+        windows.add(matches[0])
+    assert len(windows) > 1  # random offsets

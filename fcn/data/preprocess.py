@@ -1,5 +1,6 @@
 """Training augmentation (scale, pad, crop, flip, photometric jitter), all in graph ops."""
 from fcn.compat import tf
+from fcn.config import crop_size as crop_shape
 from fcn.nets.vgg import MEAN_RGB
 
 
@@ -31,17 +32,19 @@ def _source_box(offset, crop, scale, size):
 def random_scale_pad_crop(image, label, crop_size, min_scale, max_scale, step, ignore_label):
     """Rescale by a random factor, pad to the crop (mean colour / ignore), take a random crop.
 
-    Equivalent to resize -> pad -> random crop, but computed in one crop_and_resize of
-    only the crop's pixels: the cost no longer grows with the scale (a 2x VOC image
-    would be resized to 1000x750 just to keep 512x512 of it).
+    `crop_size` is one side (a square crop) or (height, width). Equivalent to resize ->
+    pad -> random crop, but computed in one crop_and_resize of only the crop's pixels: the
+    cost no longer grows with the scale (a 2x VOC image would be resized to 1000x750 just
+    to keep 512x512 of it).
     """
+    crop_size = crop_shape(crop_size)
     scale = _random_scale_factor(min_scale, max_scale, step)
     size = tf.cast(tf.shape(image)[:2], tf.float32)
     scaled = tf.round(size * scale)
-    slack = tf.maximum(scaled - crop_size, 0.0)  # room for the crop inside the scaled image
+    slack = tf.maximum(scaled - tf.constant(crop_size, tf.float32), 0.0)  # room for the crop in the scaled image
     offset = tf.floor(tf.random.uniform([2]) * (slack + 1.0))
-    y1, y2 = _source_box(offset[0], float(crop_size), scaled[0] / size[0], size[0])
-    x1, x2 = _source_box(offset[1], float(crop_size), scaled[1] / size[1], size[1])
+    y1, y2 = _source_box(offset[0], float(crop_size[0]), scaled[0] / size[0], size[0])
+    x1, x2 = _source_box(offset[1], float(crop_size[1]), scaled[1] / size[1], size[1])
     box = tf.reshape(tf.stack([y1, x1, y2, x2]), [1, 4])
     in_image = _inside_mask(offset, crop_size, scaled)
     mean = tf.constant(MEAN_RGB, tf.float32)
@@ -56,13 +59,13 @@ def _pad_edges(image):
 
 
 def _crop_resize(image, box, crop_size, method):
-    return tf.image.crop_and_resize(image[None], box, [0], [crop_size, crop_size], method=method)[0]
+    return tf.image.crop_and_resize(image[None], box, [0], list(crop_size), method=method)[0]
 
 
 def _inside_mask(offset, crop_size, scaled):
     """1 where a crop pixel lies inside the scaled image, 0 in the padding (bottom/right)."""
-    rows = tf.cast(tf.range(crop_size), tf.float32) + offset[0] < scaled[0]
-    cols = tf.cast(tf.range(crop_size), tf.float32) + offset[1] < scaled[1]
+    rows = tf.cast(tf.range(crop_size[0]), tf.float32) + offset[0] < scaled[0]
+    cols = tf.cast(tf.range(crop_size[1]), tf.float32) + offset[1] < scaled[1]
     inside = tf.logical_and(rows[:, None], cols[None, :])
     return tf.cast(inside, tf.float32)[:, :, None]
 
@@ -89,15 +92,17 @@ def photometric_jitter(image, aug):
 
 
 def preprocess_train(image, label, crop_size, aug, ignore_label=255):
-    """uint8 image [H,W,3] + label [H,W,1] -> float32 [c,c,3] in [0,255], int32 [c,c]."""
+    """uint8 image [H,W,3] + label [H,W,1] -> float32 [h,w,3] in [0,255], int32 [h,w], where
+    `crop_size` is h = w or (h, w)."""
+    height, width = crop_shape(crop_size)
     image = tf.cast(image, tf.float32)
     image, label = random_scale_pad_crop(image, label, crop_size, aug.min_scale, aug.max_scale,
                                          aug.scale_step, ignore_label)
     if aug.flip:
         image, label = random_flip(image, label)
     image = photometric_jitter(image, aug)
-    image.set_shape([crop_size, crop_size, 3])
-    label = tf.reshape(label, [crop_size, crop_size])
+    image.set_shape([height, width, 3])
+    label = tf.reshape(label, [height, width])
     return image, label
 
 

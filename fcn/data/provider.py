@@ -74,14 +74,22 @@ def provider(dataset, shuffle, num_readers=1, capacity=256, seed=None, num_epoch
 
 
 def train_batch(cfg, dataset, batch_size, preprocess_fn):
-    """Shuffled, augmented batches: dict(images float32 [B,c,c,3], labels int32 [B,c,c])."""
+    """Shuffled, augmented batches: dict(images float32 [B,h,w,3], labels int32 [B,h,w]).
+
+    With train.deterministic the order no longer depends on thread timing: one reader, no
+    shuffling queue (whose draws depend on how full the reader left it), one preprocessing
+    thread (the random ops' draws go to examples in order). Examples then come in record
+    order, shards in file order; build_tfrecords.py already shuffled the examples into the
+    shards with its seed, but every epoch repeats the same order.
+    """
     data = cfg.data
-    prov = provider(dataset, shuffle=True, num_readers=data.num_readers,
+    deterministic = cfg.train.deterministic
+    prov = provider(dataset, shuffle=not deterministic, num_readers=1 if deterministic else data.num_readers,
                     capacity=data.shuffle_capacity, seed=cfg.train.seed)
     image, label, filename, key = prov.get(['image', 'label', 'filename', 'record_key'])
     image, label = preprocess_fn(image, checked_label(label, dataset, filename, key))
     images, labels = tf1.train.batch(
-        [image, label], batch_size=batch_size, num_threads=data.num_preprocess_threads,
+        [image, label], batch_size=batch_size, num_threads=1 if deterministic else data.num_preprocess_threads,
         capacity=4 * batch_size)
     return {'images': images, 'labels': labels}
 
