@@ -231,6 +231,25 @@ def test_rerun_skips_complete_shards_unless_overwrite(voc_dir, tmp_path):
     assert all(shard_mtimes(out)[p] != t for p, t in before.items())
 
 
+def test_rerun_rebuilds_shards_saved_without_the_present_pixel_counts(voc_dir, tmp_path):
+    """A shard state from before class_present_pixel_counts was kept is rebuilt, not trusted."""
+    root, _ = voc_dir
+    out = tmp_path / 'out'
+    first = build_voc(root, out, num_shards=2)
+    before = shard_mtimes(out)
+    old_state = out / build.STATE_DIR / 'train-00000-of-00002.tfrecord.json'
+    with open(old_state) as f:
+        state = json.load(f)
+    for key in ('class_present_pixel_counts', 'class_image_counts'):
+        del state[key]
+    with open(old_state, 'w') as f:
+        json.dump(state, f)
+    assert build_voc(root, out, num_shards=2) == first
+    after = shard_mtimes(out)
+    rebuilt = [os.path.basename(p) for p in before if after[p] != before[p]]
+    assert rebuilt == ['train-00000-of-00002.tfrecord']
+
+
 def test_changed_shard_count_removes_old_shards(voc_dir, tmp_path):
     root, _ = voc_dir
     out = tmp_path / 'out'
