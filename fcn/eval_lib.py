@@ -1,8 +1,7 @@
 """Evaluation: confusion matrix over a split -> mIoU & co., once or following a training run.
 
-Also the two pieces export shares with eval, so a frozen graph predicts what eval measured:
-`predict_classes` (the inference graph, optionally multi-scale and flipped) and
-`ModelRestorer` (checkpoint -> model, EMA shadows when training kept them).
+The predictions and the restorer come from fcn/inference.py, as export's do, so an exported
+model predicts what eval measured.
 """
 import json
 import os
@@ -13,90 +12,15 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from fcn import checkpoints, metrics, optim, rundir
+from fcn import inference, metrics, rundir
 from fcn.compat import latest_checkpoint, tf, tf1
-from fcn.config import ConfigError
 from fcn.data import provider
-from fcn.nets.fcn import build_model
 
 EVAL_SUBDIR = 'eval'
 BEST_SUBDIR = 'best'
 BEST_FILE = 'best.json'
 CONFUSION_TAG = 'eval/confusion_matrix'
 CONFUSION_PIXELS = 640  # the heatmap's side, about: cells of 640 / num_classes pixels (2 to 32)
-
-
-# --- inference graph (shared with export) ---------------------------------------------------
-
-def predict_classes(images, cfg, num_classes):
-    """Class ids [B, H, W] (int32) for RGB float images [B, H, W, 3] in [0, 255].
-
-    The argmax of the model's logits; with eval.scales other than [1.0] or eval.flip, the
-    argmax of softmax probabilities averaged over one pass per scale (input resized by the
-    scale, probabilities resized back to H x W) and, with flip, over the mirrored input of
-    each scale (probabilities mirrored back). Summing each scale's two passes first makes the
-    average exactly mirror-symmetric: f(mirror(x)) = mirror(f(x)).
-    """
-    scales = inference_scales(cfg.eval)
-    if scales == [1.0] and not cfg.eval.flip:
-        logits, _ = build_model(images, cfg, num_classes, is_training=False)
-        return tf.argmax(logits, axis=3, output_type=tf.int32)
-    total = None
-    for i, scale in enumerate(scales):
-        probabilities = _probabilities(images, cfg, num_classes, scale, reuse=i > 0)
-        if cfg.eval.flip:
-            mirrored = _probabilities(tf.reverse(images, [2]), cfg, num_classes, scale, reuse=True)
-            probabilities = probabilities + tf.reverse(mirrored, [2])
-        total = probabilities if total is None else total + probabilities
-    return tf.argmax(total, axis=3, output_type=tf.int32)  # argmax of the sum = of the average
-
-
-def inference_scales(eval_cfg):
-    scales = eval_cfg.scales
-    if not scales or not all(isinstance(s, (int, float)) and not isinstance(s, bool) and s > 0 for s in scales):
-        raise ConfigError('eval.scales must be a non-empty list of positive numbers, got %r' % (scales,))
-    return [float(s) for s in scales]
-
-
-def _probabilities(images, cfg, num_classes, scale, reuse):
-    """Softmax [B, H, W, C] of the model run on `images` resized by `scale`, resized back."""
-    size = tf.shape(images)[1:3]
-    if scale != 1.0:
-        scaled_size = tf.maximum(tf.cast(tf.round(tf.cast(size, tf.float32) * scale), tf.int32), 1)
-        images = tf.image.resize(images, scaled_size, method='bilinear')
-    with tf1.variable_scope(tf1.get_variable_scope(), reuse=True if reuse else None):
-        logits, _ = build_model(images, cfg, num_classes, is_training=False)
-    probabilities = tf.nn.softmax(logits)
-    return probabilities if scale == 1.0 else tf.image.resize(probabilities, size, method='bilinear')
-
-
-class ModelRestorer:
-    """Restores the current graph's model from a training checkpoint.
-
-    With train.ema_decay > 0 the trainable variables get their EMA shadow values
-    (`name/ExponentialMovingAverage`), the others their own; the global step is left out.
-    Build it after the model, in the same graph.
-    """
-
-    def __init__(self, cfg):
-        self.ema_decay = cfg.train.ema_decay
-        if self.ema_decay:
-            names = optim.ema_variables_to_restore(self.ema_decay)
-        else:
-            names = {v.op.name: v for v in tf1.global_variables()}
-        self.variables = {name: v for name, v in names.items() if v.op.name != 'global_step'}
-        self.saver = tf1.train.Saver(self.variables)
-
-    def restore(self, sess, checkpoint):
-        reader = tf.train.load_checkpoint(checkpoint)
-        missing = sorted(name for name in self.variables if not reader.has_tensor(name))
-        if missing:
-            hint = (' (train.ema_decay is %g but the checkpoint may have been trained without it; '
-                    'set train.ema_decay=0 to use its raw weights)' % self.ema_decay if self.ema_decay else '')
-            raise ValueError('%s lacks %d model variables, e.g. %s%s'
-                             % (checkpoint, len(missing), ', '.join(missing[:3]), hint))
-        checkpoints.check_shapes(checkpoint, self.variables)
-        self.saver.restore(sess, checkpoint)
 
 
 # --- the eval graph -------------------------------------------------------------------------
@@ -110,12 +34,13 @@ class EvalGraph:
         with self.graph.as_default():
             self.dataset = provider.dataset_from_config(cfg, split or cfg.data.eval_split)
             example = provider.eval_example(self.dataset)
-            self.predictions = predict_classes(example['images'], cfg, self.dataset.num_classes)
+            self.predictions = inference.predict_classes(example['images'], self.dataset.num_classes,
+                                                         **inference.options(cfg))
             self.labels = example['labels']
             self.filename = example['filename']
             self.confusion = _streaming_confusion(self.labels, self.predictions,
                                                   self.dataset.num_classes, self.dataset.ignore_label)
-            self.restorer = ModelRestorer(cfg)
+            self.restorer = inference.ModelRestorer(cfg.train.ema_decay)
 
     def num_images(self):
         limit = self.cfg.eval.max_images

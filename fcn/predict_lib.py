@@ -7,7 +7,7 @@ from tqdm import tqdm
 
 from fcn import visualize
 from fcn.data.palette import write_palette_png
-from fcn.inference import FrozenModel
+from fcn.export.frozen import FrozenModel
 
 
 def read_rgb(path):

@@ -125,13 +125,17 @@ def fcn32s(images, num_classes, **kwargs):
     return fcn(images, num_classes, 'fcn32s', **kwargs)
 
 
+def model_kwargs(model_cfg):
+    """The keyword arguments of `fcn()` (after images, num_classes) from a config's `model` section."""
+    if model_cfg.name not in NUM_SKIPS:
+        raise ValueError('model.name %r is not available (valid: %s)' % (model_cfg.name, ', '.join(NUM_SKIPS)))
+    if model_cfg.upsample not in ('learnable', 'fixed'):
+        raise ValueError('model.upsample must be learnable or fixed, got %r' % model_cfg.upsample)
+    return {'name': model_cfg.name, 'width': model_cfg.width, 'dropout_keep_prob': model_cfg.dropout_keep_prob,
+            'weight_decay': model_cfg.weight_decay, 'upsample_trainable': model_cfg.upsample == 'learnable',
+            'skip_scaling': model_cfg.skip_scaling}
+
+
 def build_model(images, cfg, num_classes, is_training):
     """The net named by `model.name`, configured from the `model` section of a config."""
-    model = cfg.model
-    if model.name not in NUM_SKIPS:
-        raise ValueError('model.name %r is not available (valid: %s)' % (model.name, ', '.join(NUM_SKIPS)))
-    if model.upsample not in ('learnable', 'fixed'):
-        raise ValueError('model.upsample must be learnable or fixed, got %r' % model.upsample)
-    return fcn(images, num_classes, model.name, is_training=is_training, width=model.width,
-               dropout_keep_prob=model.dropout_keep_prob, weight_decay=model.weight_decay,
-               upsample_trainable=model.upsample == 'learnable', skip_scaling=model.skip_scaling)
+    return fcn(images, num_classes, is_training=is_training, **model_kwargs(cfg.model))
