@@ -60,7 +60,8 @@ def predict_classes(images, num_classes, model, scales=(1.0,), flip=False, tile_
     """Class ids [B, H, W] (int32) for RGB float images [B, H, W, 3] in [0, 255].
 
     `model`: keyword arguments of `fcn.nets.fcn.fcn` (name, width, upsample_trainable, ...;
-    see `options`). The first call in a graph creates the model's variables.
+    see `options`). The first call in a graph creates the model's variables, later calls
+    (e.g. a second input of a SavedModel) share them.
     """
     scales = check_scales(scales)
     scores_fn = _ScoresFn(num_classes, model, scales, flip)
@@ -79,7 +80,6 @@ class _ScoresFn:
         self.scales = scales
         self.flip = flip
         self.is_probability = not (scales == (1.0,) and not flip)
-        self.built = False
 
     def __call__(self, images):
         if not self.is_probability:
@@ -97,9 +97,8 @@ class _ScoresFn:
         return scores if self.is_probability else tf.nn.softmax(scores)
 
     def _logits(self, images):
-        with tf1.variable_scope(tf1.get_variable_scope(), reuse=True if self.built else None):
+        with tf1.variable_scope(tf1.get_variable_scope(), reuse=tf1.AUTO_REUSE):
             logits, _ = fcn_net.fcn(images, self.num_classes, **self.model)
-        self.built = True
         return logits
 
     def _probabilities(self, images, scale):
@@ -136,24 +135,22 @@ def _tiled_classes(images, scores_fn, tile_size, overlap):
         return tf.argmax(first, axis=3, output_type=tf.int32)
 
     def tiled():
-        def tile_at(i):
-            y = tf.minimum((i // cols) * row_stride, height - tile_h)
-            x = tf.minimum((i % cols) * col_stride, width - tile_w)
-            return y, x
-
-        def add(total, probabilities, y, x):
-            paddings = [[0, 0], [y, height - y - tile_h], [x, width - x - tile_w], [0, 0]]
-            return total + tf.pad(probabilities, paddings)
+        def add(total, scores, y, x):
+            # total is [H, W, B, C]: rows and columns of the tile index its first two axes
+            rows_at, cols_at = tf.meshgrid(tf.range(y, y + tile_h), tf.range(x, x + tile_w), indexing='ij')
+            probabilities = tf.transpose(scores_fn.probabilities(scores), [1, 2, 0, 3])
+            return tf.tensor_scatter_nd_add(total, tf.stack([rows_at, cols_at], axis=2), probabilities)
 
         def body(i, total):
-            y, x = tile_at(i)
+            y = tf.minimum((i // cols) * row_stride, height - tile_h)
+            x = tf.minimum((i % cols) * col_stride, width - tile_w)
             tile = tf.slice(images, [0, y, x, 0], [-1, tile_h, tile_w, -1])
-            return i + 1, add(total, scores_fn.probabilities(scores_fn(tile)), y, x)
+            return i + 1, add(total, scores_fn(tile), y, x)
 
-        total = add(tf.zeros([shape[0], height, width, scores_fn.num_classes]), scores_fn.probabilities(first), 0, 0)
+        total = add(tf.zeros([height, width, shape[0], scores_fn.num_classes]), first, 0, 0)
         _, total = tf.while_loop(lambda i, _: i < rows * cols, body, [tf.constant(1), total],
                                  parallel_iterations=1)
-        return tf.argmax(total, axis=3, output_type=tf.int32)
+        return tf.transpose(tf.argmax(total, axis=3, output_type=tf.int32), [2, 0, 1])
 
     return tf.cond(tf.equal(rows * cols, 1), whole, tiled)
 
