@@ -12,9 +12,10 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from fcn import inference, metrics, rundir
+from fcn import inference, metrics, rundir, visualize
 from fcn.compat import latest_checkpoint, tf, tf1
 from fcn.data import provider
+from fcn.data.palette import write_palette_png
 
 EVAL_SUBDIR = 'eval'
 BEST_SUBDIR = 'best'
@@ -54,11 +55,15 @@ class EvalGraph:
             step = int(tf.train.load_checkpoint(checkpoint).get_tensor('global_step'))
             coord = tf1.train.Coordinator()
             threads = tf1.train.start_queue_runners(sess, coord=coord)
+            writer = PredictionWriter(self.cfg.train.run_dir, step, self.dataset) if self.cfg.eval.save_predictions else None
+            fetches = [self.confusion.update] + ([self.filename, self.predictions] if writer else [])
             try:
                 bar = tqdm(range(self.num_images()), desc='eval step %d' % step, unit='img',
                            disable=not progress, dynamic_ncols=True)
                 for _ in bar:
-                    sess.run(self.confusion.update)
+                    out = sess.run(fetches)
+                    if writer:
+                        writer.write(out[1], out[2][0])
                 confusion = sess.run(self.confusion.value)
             finally:
                 coord.request_stop()
@@ -67,6 +72,38 @@ class EvalGraph:
         results.update({'checkpoint': checkpoint, 'global_step': step, 'split': self.dataset.split,
                         'num_images': self.num_images(), 'confusion_matrix': confusion.tolist()})
         return results, step
+
+
+class PredictionWriter:
+    """eval.save_predictions: a palette PNG of class ids per image (DeepLab's vis.py
+    --also_save_raw_predictions), RUN_DIR/eval/predictions-STEP/NAME.png, NAME being the
+    record's image/filename (folders -> '_', an image extension dropped; a repeated name gets
+    _2, _3...). Each file is written under a temporary name and renamed."""
+
+    def __init__(self, run_dir, step, dataset):
+        self.dir = predictions_dir(run_dir, step)
+        os.makedirs(self.dir, exist_ok=True)
+        self.palette = visualize.full_palette(dataset.palette, dataset.ignore_label)
+        self.names = set()
+
+    def write(self, filename, prediction):
+        name = filename.decode('utf-8', 'replace') if isinstance(filename, bytes) else str(filename)
+        stem, ext = os.path.splitext(name)
+        base = (stem if ext.lower() in ('.jpg', '.jpeg', '.png', '.bmp', '.gif') else name)
+        base = base.replace('/', '_').replace('\\', '_') or 'image'
+        unique, n = base, 1
+        while unique in self.names:
+            n += 1
+            unique = '%s_%d' % (base, n)
+        self.names.add(unique)
+        path = os.path.join(self.dir, unique + '.png')
+        write_palette_png(path + '.tmp', np.asarray(prediction).astype(np.uint8), self.palette)
+        os.replace(path + '.tmp', path)
+        return path
+
+
+def predictions_dir(run_dir, step):
+    return os.path.join(run_dir, EVAL_SUBDIR, 'predictions-%08d' % step)
 
 
 class _Confusion:
@@ -215,6 +252,8 @@ def evaluate_once(cfg, checkpoint=None, progress=True):
     results, path = _evaluate(EvalGraph(cfg), checkpoint, progress)
     print(metrics.format_table(results))
     print('results written to %s' % path)
+    if cfg.eval.save_predictions:
+        print('predictions written to %s' % predictions_dir(cfg.train.run_dir, results['global_step']))
     return results
 
 
