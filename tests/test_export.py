@@ -150,6 +150,8 @@ def test_export_format_table_rejects_options_that_do_not_apply(run, tmp_path):
         export.export('frozen', cfg, checkpoint, str(tmp_path / 'm.pb'), input_size=[64, 64])
     with pytest.raises(ValueError, match="unknown export format 'keras'"):
         export.export('keras', cfg, checkpoint, str(tmp_path / 'm.pb'))
+    with pytest.raises(ValueError, match='--format tflite needs --input_size'):
+        export.export('tflite', cfg, checkpoint, str(tmp_path / 'm.tflite'), quantize='float16')
     assert set(export.FORMATS) == {'frozen', 'saved_model', 'onnx', 'tflite'}
     script_formats = runpy.run_path(os.path.join(REPO_ROOT, 'export.py'))['FORMATS']  # --format choices
     assert tuple(script_formats) == tuple(export.FORMATS)

@@ -6,6 +6,7 @@ One module a format: `frozen` (GraphDef, TensorFlow 1 style), `saved_model` (TF 
 (`.predict(rgb uint8 [H, W, 3]) -> int32 class ids [H, W]`, `.labels`, `.close()`).
 Every format is built from `fcn.inference`, so all of them predict what eval measured.
 """
+import collections
 import importlib
 import os
 
@@ -16,27 +17,35 @@ from fcn.data import info as dataset_info
 INPUT_NAME = 'ImageTensor'
 OUTPUT_NAME = 'SemanticPredictions'
 
-# --format name -> (module under fcn.export, export() keyword arguments it takes beyond cfg, checkpoint, out)
+# --format name -> where its writer is: a function of fcn.export.<module> taking
+# (cfg, checkpoint, out_path, **options), the options it takes and those it needs.
+# onnx.py and tflite.py convert frozen.freeze_with_info(tiling=False).
+Format = collections.namedtuple('Format', 'module function options required')
 FORMATS = {
-    'frozen': ('frozen', ()),
-    'saved_model': ('saved_model', ()),
-    'onnx': ('onnx', ()),
-    'tflite': ('tflite', ('input_size',)),
+    'frozen': Format('frozen', 'export', (), ()),
+    'saved_model': Format('saved_model', 'export', (), ()),
+    'onnx': Format('onnx', 'from_checkpoint', (), ()),
+    'tflite': Format('tflite', 'from_checkpoint', ('input_size', 'quantize'), ('input_size',)),
 }
 
 
 def export(fmt, cfg, checkpoint, out_path, **options):
     """Writes `checkpoint` in format `fmt` (a FORMATS key); returns the bytes written.
 
-    `options` (e.g. input_size) go to the formats that take them and must be None for others."""
+    `options` (input_size, quantize) go to the formats that take them and must be None for
+    the others; None leaves an option to the format's default."""
     if fmt not in FORMATS:
         raise ValueError('unknown export format %r (valid: %s)' % (fmt, ', '.join(FORMATS)))
-    module_name, accepted = FORMATS[fmt]
-    unused = sorted(key for key, value in options.items() if value is not None and key not in accepted)
-    if unused:
-        raise ValueError('--%s does not apply to --format %s' % (unused[0], fmt))
-    module = importlib.import_module('fcn.export.' + module_name)
-    return module.export(cfg, checkpoint, out_path, **{key: options.get(key) for key in accepted})
+    spec = FORMATS[fmt]
+    given = {key: value for key, value in options.items() if value is not None}
+    for key in sorted(given):
+        if key not in spec.options:
+            raise ValueError('--%s does not apply to --format %s' % (key, fmt))
+    for key in spec.required:
+        if key not in given:
+            raise ValueError('--format %s needs --%s' % (fmt, key))
+    function = getattr(importlib.import_module('fcn.export.' + spec.module), spec.function)
+    return function(cfg, checkpoint, out_path, **given)
 
 
 def label_info(cfg):

@@ -44,6 +44,12 @@ def freeze(cfg, checkpoint, tiling=True, input_size=None):
             return tf1.graph_util.convert_variables_to_constants(sess, graph.as_graph_def(), [OUTPUT_NAME])
 
 
+def freeze_with_info(cfg, checkpoint, tiling=True, input_size=None):
+    """(`freeze(...)`, label info + export metadata): what a converter (ONNX, TFLite) needs."""
+    graph_def = freeze(cfg, checkpoint, tiling, input_size)
+    return graph_def, export_info(cfg, checkpoint, inference_options(cfg, tiling))
+
+
 def sidecar_path(model_path):
     """model.pb -> model.json: class names + palette travel next to the frozen graph."""
     return os.path.splitext(model_path)[0] + '.json'
