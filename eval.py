@@ -2,7 +2,9 @@
 
 Without --once, waits for each new checkpoint in train.run_dir and evaluates it, until
 the final training step (or --max_evals / --timeout_secs, default eval.max_evals /
-eval.timeout_secs). Each new best mIoU is copied to RUN_DIR/best (best.json names it)."""
+eval.timeout_secs). Each new best mIoU is copied to RUN_DIR/best (best.json names it).
+--save_predictions (or eval.save_predictions: true) also writes a palette PNG of class ids per
+image, named after the record's filename, to RUN_DIR/eval/predictions-STEP/."""
 from fcn import cli
 
 
@@ -13,8 +15,12 @@ def main():
     parser.add_argument('--max_evals', type=int, help='loop: stop after N evaluations (overrides eval.max_evals)')
     parser.add_argument('--timeout_secs', type=float,
                         help='loop: stop after S seconds without a new checkpoint (overrides eval.timeout_secs)')
+    parser.add_argument('--save_predictions', action='store_true',
+                        help='write a palette PNG of class ids per image to RUN_DIR/eval/predictions-STEP/')
     args = parser.parse_args()
     cfg = cli.load(args)
+    if args.save_predictions:
+        cfg.eval.save_predictions = True
     from fcn import eval_lib
     if args.once or args.checkpoint:
         eval_lib.evaluate_once(cfg, args.checkpoint)

@@ -1,7 +1,12 @@
-"""Segment images with an exported model: python predict.py --model model.pb --out out/ a.jpg b.png ...
+"""Segment images with an exported model: python predict.py --model MODEL --out out/ a.jpg photos/ ...
 
-Writes, per image, NAME.png (palette PNG of class ids) and NAME_overlay.png (colours over
-the image, with a legend naming the classes present).
+MODEL is anything export.py writes: a frozen graph (model.pb), a SavedModel folder
+(export/voc/1), model.onnx or model.tflite. Inputs are image files and folders (their
+JPEG/PNG/BMP/GIF images, sorted). Writes, per image, NAME.png (palette PNG of class ids) and
+NAME_overlay.png (colours over the image, with a legend naming the classes present); two
+inputs with the same name (a.jpg, a.png) get a_jpg.png and a_png.png. Images are decoded as
+the records are (TensorFlow), so a JPEG gets the class ids eval.py measured. An existing file
+is never replaced unless --overwrite, and an input image never is.
 
 ImageNet classification with the VGG-16 seed (no segmentation training needed):
   python predict.py --imagenet --config configs/imagenet.yaml --checkpoint vgg_16.ckpt --out out/ a.jpg
@@ -17,10 +22,11 @@ from fcn import cli
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     mode = parser.add_mutually_exclusive_group(required=True)
-    mode.add_argument('--model', help='frozen graph written by export.py')
+    mode.add_argument('--model', help='model written by export.py: .pb, SavedModel folder, .onnx or .tflite')
     mode.add_argument('--imagenet', action='store_true', help='classify with a VGG-16 checkpoint (1000 classes)')
     parser.add_argument('--out', required=True, help='output folder')
-    parser.add_argument('images', nargs='+', help='image files')
+    parser.add_argument('--overwrite', action='store_true', help='replace earlier results in --out')
+    parser.add_argument('images', nargs='+', help='image files and folders')
     imagenet = parser.add_argument_group('--imagenet')
     imagenet.add_argument('--config', help='YAML config, e.g. configs/imagenet.yaml (model.width, init.checkpoint)')
     imagenet.add_argument('--set', dest='overrides', action='append', default=[], metavar='KEY=VALUE',
@@ -34,7 +40,7 @@ def main():
         lines = _imagenet(parser, args)
     else:
         from fcn import predict_lib
-        lines = predict_lib.predict_files(args.model, args.images, args.out)
+        lines = predict_lib.predict_files(args.model, args.images, args.out, overwrite=args.overwrite)
     from tqdm import tqdm
     for line in lines:
         tqdm.write(line)  # clears the progress bar first: a path never shares its line

@@ -1,8 +1,7 @@
 """Evaluation: confusion matrix over a split -> mIoU & co., once or following a training run.
 
-Also the two pieces export shares with eval, so a frozen graph predicts what eval measured:
-`predict_classes` (the inference graph, optionally multi-scale and flipped) and
-`ModelRestorer` (checkpoint -> model, EMA shadows when training kept them).
+The predictions and the restorer come from fcn/inference.py, as export's do, so an exported
+model predicts what eval measured.
 """
 import json
 import os
@@ -13,10 +12,10 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from fcn import checkpoints, failures, metrics, optim, rundir, runlock
+from fcn import failures, inference, metrics, rundir, runlock, visualize
 from fcn.compat import latest_checkpoint, tf, tf1
 from fcn.data import provider, records
-from fcn.nets.fcn import build_model
+from fcn.data.palette import write_palette_png
 
 EVAL_SUBDIR = 'eval'
 BEST_SUBDIR = 'best'
@@ -24,77 +23,6 @@ BEST_FILE = 'best.json'
 BEST_LOCK = 'best.lock'  # in the run dir: held while best/ is updated
 CONFUSION_TAG = 'eval/confusion_matrix'
 CONFUSION_PIXELS = 640  # the heatmap's side, about: cells of 640 / num_classes pixels (2 to 32)
-
-
-# --- inference graph (shared with export) ---------------------------------------------------
-
-def predict_classes(images, cfg, num_classes):
-    """Class ids [B, H, W] (int32) for RGB float images [B, H, W, 3] in [0, 255].
-
-    The argmax of the model's logits; with eval.scales other than [1.0] or eval.flip, the
-    argmax of softmax probabilities averaged over one pass per scale (input resized by the
-    scale, probabilities resized back to H x W) and, with flip, over the mirrored input of
-    each scale (probabilities mirrored back). Summing each scale's two passes first makes the
-    average exactly mirror-symmetric: f(mirror(x)) = mirror(f(x)).
-    """
-    scales = inference_scales(cfg.eval)
-    if scales == [1.0] and not cfg.eval.flip:
-        logits, _ = build_model(images, cfg, num_classes, is_training=False)
-        return tf.argmax(logits, axis=3, output_type=tf.int32)
-    total = None
-    for i, scale in enumerate(scales):
-        probabilities = _probabilities(images, cfg, num_classes, scale, reuse=i > 0)
-        if cfg.eval.flip:
-            mirrored = _probabilities(tf.reverse(images, [2]), cfg, num_classes, scale, reuse=True)
-            probabilities = probabilities + tf.reverse(mirrored, [2])
-        total = probabilities if total is None else total + probabilities
-    return tf.argmax(total, axis=3, output_type=tf.int32)  # argmax of the sum = of the average
-
-
-def inference_scales(eval_cfg):
-    """eval.scales as floats (a non-empty list of positive numbers: fcn.config.CHECKS)."""
-    return [float(s) for s in eval_cfg.scales]
-
-
-def _probabilities(images, cfg, num_classes, scale, reuse):
-    """Softmax [B, H, W, C] of the model run on `images` resized by `scale`, resized back."""
-    size = tf.shape(images)[1:3]
-    if scale != 1.0:
-        scaled_size = tf.maximum(tf.cast(tf.round(tf.cast(size, tf.float32) * scale), tf.int32), 1)
-        images = tf.image.resize(images, scaled_size, method='bilinear')
-    with tf1.variable_scope(tf1.get_variable_scope(), reuse=True if reuse else None):
-        logits, _ = build_model(images, cfg, num_classes, is_training=False)
-    probabilities = tf.nn.softmax(logits)
-    return probabilities if scale == 1.0 else tf.image.resize(probabilities, size, method='bilinear')
-
-
-class ModelRestorer:
-    """Restores the current graph's model from a training checkpoint.
-
-    With train.ema_decay > 0 the trainable variables get their EMA shadow values
-    (`name/ExponentialMovingAverage`), the others their own; the global step is left out.
-    Build it after the model, in the same graph.
-    """
-
-    def __init__(self, cfg):
-        self.ema_decay = cfg.train.ema_decay
-        if self.ema_decay:
-            names = optim.ema_variables_to_restore(self.ema_decay)
-        else:
-            names = {v.op.name: v for v in tf1.global_variables()}
-        self.variables = {name: v for name, v in names.items() if v.op.name != 'global_step'}
-        self.saver = tf1.train.Saver(self.variables)
-
-    def restore(self, sess, checkpoint):
-        reader = tf.train.load_checkpoint(checkpoint)
-        missing = sorted(name for name in self.variables if not reader.has_tensor(name))
-        if missing:
-            hint = (' (train.ema_decay is %g but the checkpoint may have been trained without it; '
-                    'set train.ema_decay=0 to use its raw weights)' % self.ema_decay if self.ema_decay else '')
-            raise ValueError('%s lacks %d model variables, e.g. %s%s'
-                             % (checkpoint, len(missing), ', '.join(missing[:3]), hint))
-        checkpoints.check_shapes(checkpoint, self.variables)
-        self.saver.restore(sess, checkpoint)
 
 
 # --- the eval graph -------------------------------------------------------------------------
@@ -109,12 +37,13 @@ class EvalGraph:
             self.dataset = provider.dataset_from_config(cfg, split or cfg.data.eval_split)
             self.num_records = sum(records.count_records(path) for path in self.dataset.data_sources)
             example = provider.eval_example(self.dataset)
-            self.predictions = predict_classes(example['images'], cfg, self.dataset.num_classes)
+            self.predictions = inference.predict_classes(example['images'], self.dataset.num_classes,
+                                                         **inference.options(cfg))
             self.labels = example['labels']
             self.filename = example['filename']
             self.confusion = _streaming_confusion(self.labels, self.predictions,
                                                   self.dataset.num_classes, self.dataset.ignore_label)
-            self.restorer = ModelRestorer(cfg)
+            self.restorer = inference.ModelRestorer(cfg.train.ema_decay)
 
     def num_images(self):
         """The images of the split, counted in its shards (not taken from summary.json), up to eval.max_images."""
@@ -130,11 +59,15 @@ class EvalGraph:
             step = int(tf.train.load_checkpoint(checkpoint).get_tensor('global_step'))
             coord = tf1.train.Coordinator()
             threads = tf1.train.start_queue_runners(sess, coord=coord)
+            writer = PredictionWriter(self.cfg.train.run_dir, step, self.dataset) if self.cfg.eval.save_predictions else None
+            fetches = [self.confusion.update] + ([self.filename, self.predictions] if writer else [])
             try:
                 with tqdm(total=self.num_images(), desc='eval step %d' % step, unit='img',
                           disable=not progress, dynamic_ncols=True) as bar:  # closed (own line) on errors too
                     for _ in range(self.num_images()):
-                        sess.run(self.confusion.update)
+                        out = sess.run(fetches)
+                        if writer:
+                            writer.write(out[1], out[2][0])
                         bar.update(1)
                 confusion = sess.run(self.confusion.value)
             except tf.errors.InvalidArgumentError as e:
@@ -149,6 +82,38 @@ class EvalGraph:
         results.update({'checkpoint': checkpoint, 'global_step': step, 'split': self.dataset.split,
                         'num_images': self.num_images(), 'confusion_matrix': confusion.tolist()})
         return results, step
+
+
+class PredictionWriter:
+    """eval.save_predictions: a palette PNG of class ids per image (DeepLab's vis.py
+    --also_save_raw_predictions), RUN_DIR/eval/predictions-STEP/NAME.png, NAME being the
+    record's image/filename (folders -> '_', an image extension dropped; a repeated name gets
+    _2, _3...). Each file is written under a temporary name and renamed."""
+
+    def __init__(self, run_dir, step, dataset):
+        self.dir = predictions_dir(run_dir, step)
+        os.makedirs(self.dir, exist_ok=True)
+        self.palette = visualize.full_palette(dataset.palette, dataset.ignore_label)
+        self.names = set()
+
+    def write(self, filename, prediction):
+        name = filename.decode('utf-8', 'replace') if isinstance(filename, bytes) else str(filename)
+        stem, ext = os.path.splitext(name)
+        base = (stem if ext.lower() in ('.jpg', '.jpeg', '.png', '.bmp', '.gif') else name)
+        base = base.replace('/', '_').replace('\\', '_') or 'image'
+        unique, n = base, 1
+        while unique in self.names:
+            n += 1
+            unique = '%s_%d' % (base, n)
+        self.names.add(unique)
+        path = os.path.join(self.dir, unique + '.png')
+        write_palette_png(path + '.tmp', np.asarray(prediction).astype(np.uint8), self.palette)
+        os.replace(path + '.tmp', path)
+        return path
+
+
+def predictions_dir(run_dir, step):
+    return os.path.join(run_dir, EVAL_SUBDIR, 'predictions-%08d' % step)
 
 
 class _Confusion:
@@ -317,6 +282,8 @@ def evaluate_once(cfg, checkpoint=None, progress=True):
     results, path = _evaluate(EvalGraph(cfg), checkpoint, progress)
     print(metrics.format_table(results))
     print('results written to %s' % path)
+    if cfg.eval.save_predictions:
+        print('predictions written to %s' % predictions_dir(cfg.train.run_dir, results['global_step']))
     return results
 
 

@@ -1,5 +1,14 @@
-"""Segmenting image files with a frozen model: palette PNGs of class ids and overlays."""
+"""Segmenting image files with any exported model: palette PNGs of class ids and overlays.
+
+The model is a frozen graph (.pb), a SavedModel folder, an ONNX (.onnx) or TFLite (.tflite)
+file; each runner has `.predict(rgb uint8 [H, W, 3]) -> int32 [H, W]`, `.labels`, `.close()`.
+Images are decoded with TensorFlow exactly as the records are (fcn.compat.DecodedImage), so
+a JPEG gets the class ids that eval.py measured on it. Existing files are never written
+over unless `overwrite`, and an input never is.
+"""
+import importlib
 import os
+from collections import defaultdict
 
 import cv2
 import numpy as np
@@ -7,17 +16,131 @@ from tqdm import tqdm
 
 from fcn import visualize
 from fcn.data.palette import write_palette_png
-from fcn.inference import FrozenModel
+
+IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif')
+# model path suffix -> (module, runner class); a folder is a SavedModel. Imported when used,
+# so a missing onnxruntime only matters for .onnx files.
+RUNNERS = {'.pb': ('fcn.export.frozen', 'FrozenModel'),
+           '.onnx': ('fcn.export.onnx', 'OnnxModel'),
+           '.tflite': ('fcn.export.tflite', 'TFLiteModel'),
+           'folder': ('fcn.export.saved_model', 'SavedModelRunner')}
+
+
+def load_model(path):
+    """The runner for an exported model, chosen by its path."""
+    if os.path.isdir(path):
+        kind = 'folder'
+    else:
+        kind = os.path.splitext(path)[1].lower()
+        if not os.path.exists(path):
+            raise FileNotFoundError('model not found: %s (write one with export.py)' % path)
+        if kind not in RUNNERS:
+            raise ValueError('%s: unknown model format %r (expected a frozen graph .pb, a SavedModel folder, '
+                             '.onnx or .tflite, as written by export.py)' % (path, kind))
+    module_name, class_name = RUNNERS[kind]
+    return getattr(importlib.import_module(module_name), class_name)(path)
 
 
 def read_rgb(path):
-    """An image file as RGB uint8, with an error naming the file when it cannot be read."""
+    """An image file as RGB uint8 with OpenCV (ImageNet mode), with an error naming the file."""
     if not os.path.isfile(path):
         raise FileNotFoundError('image not found: %s' % path)
     image = cv2.imread(path, cv2.IMREAD_COLOR)
     if image is None:
         raise ValueError('%s is not a readable image (JPEG, PNG, BMP...)' % path)
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+class ImageDecoder:
+    """Image files -> RGB uint8 [H, W, 3], decoded by TensorFlow as the records are."""
+
+    def __init__(self):
+        from fcn.compat import DecodedImage, tf, tf1
+        self._errors = (tf.errors.InvalidArgumentError,)
+        self._graph = tf.Graph()
+        with self._graph.as_default():
+            self._encoded = tf1.placeholder(tf.string, [])
+            self._image = DecodedImage('encoded').tensors_to_item({'encoded': self._encoded})
+        self._session = tf1.Session(graph=self._graph)
+
+    def decode(self, data, name='image'):
+        try:
+            return self._session.run(self._image, {self._encoded: data})
+        except self._errors:
+            raise ValueError('%s is not a readable image (JPEG, PNG, BMP or GIF)' % name) from None
+
+    def read(self, path):
+        with open(path, 'rb') as f:
+            return self.decode(f.read(), path)
+
+    def close(self):
+        self._session.close()
+
+
+def check_files(image_paths):
+    """Fails before the slow part (loading a model) when an image path is wrong."""
+    for path in image_paths:
+        if not os.path.isfile(path):
+            raise FileNotFoundError('image not found: %s' % path)
+
+
+def list_images(inputs):
+    """Image files from files (taken as given) and folders (their images, sorted by name)."""
+    paths = []
+    for item in inputs:
+        if os.path.isdir(item):
+            found = sorted(os.path.join(item, name) for name in os.listdir(item)
+                           if name.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(os.path.join(item, name)))
+            if not found:
+                raise FileNotFoundError('folder %s holds no images (%s)' % (item, ', '.join(IMAGE_EXTENSIONS)))
+            paths += found
+        elif os.path.isfile(item):
+            paths.append(item)
+        else:
+            raise FileNotFoundError('image not found: %s' % item)
+    unique = []
+    for path in paths:  # the same file named twice (a file and its folder) is predicted once
+        if os.path.realpath(path) not in {os.path.realpath(p) for p in unique}:
+            unique.append(path)
+    return unique
+
+
+def output_stems(paths):
+    """A distinct output name for each input: its stem; stem_ext when inputs with one stem
+    have different extensions (a.jpg, a.png -> a_jpg, a_png); then _2, _3... (the same name
+    in two folders). Names are also kept apart from each other's _overlay files."""
+    split = [os.path.splitext(os.path.basename(p)) for p in paths]
+    extensions = defaultdict(set)
+    for stem, ext in split:
+        extensions[stem].add(ext.lower())
+    taken, out = set(), []
+    for stem, ext in split:
+        if len(extensions[stem]) > 1:
+            stem = '%s_%s' % (stem, ext.lstrip('.').lower() or 'noext')
+        name, n = stem, 1
+        while name in taken or name + '_overlay' in taken:
+            n += 1
+            name = '%s_%d' % (stem, n)
+        taken.update((name, name + '_overlay'))
+        out.append(name)
+    return out
+
+
+def plan_outputs(image_paths, out_dir, overwrite=False):
+    """[(label PNG, overlay PNG)] per image; raises before anything is written when one would
+    replace an input, or an existing file without `overwrite`."""
+    inputs = {os.path.realpath(p) for p in image_paths}
+    plan = []
+    for stem in output_stems(image_paths):
+        pair = (os.path.join(out_dir, stem + '.png'), os.path.join(out_dir, stem + '_overlay.png'))
+        for path in pair:
+            if os.path.realpath(path) in inputs:
+                raise ValueError('%s is one of the input images: predict.py never writes over an input; '
+                                 'choose another --out' % path)
+            if os.path.exists(path) and not overwrite:
+                raise ValueError('%s exists: pass --overwrite to replace it, or choose another --out' % path)
+        plan.append(pair)
+    return plan
 
 
 def class_names(labels_info, num_classes):
@@ -34,29 +157,37 @@ def render(image, prediction, labels_info):
     return palette, visualize.add_legend(blended, present, names, palette)
 
 
-def check_files(image_paths):
-    """Fails before the slow part (loading a model) when an image path is wrong."""
-    for path in image_paths:
-        if not os.path.isfile(path):
-            raise FileNotFoundError('image not found: %s' % path)
+def _temporary(path):
+    return os.path.join(os.path.dirname(path), '.tmp-' + os.path.basename(path))
 
 
-def predict_files(model_path, image_paths, out_dir):
-    """Segments each image; yields the paths written."""
-    check_files(image_paths)
-    model = FrozenModel(model_path)
+def write_outputs(label_path, overlay_path, image, prediction, labels_info):
+    """The palette PNG of class ids and the overlay, each written under a temporary name and renamed."""
+    palette, panel = render(image, prediction, labels_info)
+    write_palette_png(_temporary(label_path), prediction, palette)
+    os.replace(_temporary(label_path), label_path)
+    if not cv2.imwrite(_temporary(overlay_path), cv2.cvtColor(panel, cv2.COLOR_RGB2BGR)):
+        raise OSError('cannot write %s' % overlay_path)
+    os.replace(_temporary(overlay_path), overlay_path)
+
+
+def predict_files(model_path, inputs, out_dir, overwrite=False):
+    """Segments each image of `inputs` (files and folders); yields the paths written."""
+    image_paths = list_images(inputs)
+    plan = plan_outputs(image_paths, out_dir, overwrite)
+    model = load_model(model_path)
+    decoder = ImageDecoder()
     os.makedirs(out_dir, exist_ok=True)
     try:
-        for path in tqdm(image_paths, desc='predict', unit='img', disable=len(image_paths) < 2):
-            image = read_rgb(path)
-            prediction = model.predict(image).astype(np.uint8)
-            palette, panel = render(image, prediction, model.labels)
-            stem = os.path.splitext(os.path.basename(path))[0]
-            label_path = os.path.join(out_dir, stem + '.png')
-            overlay_path = os.path.join(out_dir, stem + '_overlay.png')
-            write_palette_png(label_path, prediction, palette)
-            cv2.imwrite(overlay_path, cv2.cvtColor(panel, cv2.COLOR_RGB2BGR))
+        for path, (label_path, overlay_path) in tqdm(list(zip(image_paths, plan)), desc='predict', unit='img',
+                                                     disable=len(image_paths) < 2):
+            image = decoder.read(path)
+            prediction = np.asarray(model.predict(image))
+            if prediction.max(initial=0) > 255:
+                raise ValueError('%s: class id %d does not fit a palette PNG' % (model_path, prediction.max()))
+            write_outputs(label_path, overlay_path, image, prediction.astype(np.uint8), model.labels)
             yield label_path
             yield overlay_path
     finally:
+        decoder.close()
         model.close()

@@ -16,9 +16,10 @@ import numpy as np
 import pytest
 
 from datasets_fixtures import read_examples
-from fcn import eval_lib, export_lib, metrics, train_lib
+from fcn import eval_lib, metrics, train_lib
 from fcn.compat import tf, tf1
-from fcn.inference import FrozenModel
+from fcn.export import frozen
+from fcn.export.frozen import FrozenModel
 from fcn.nets.fcn import build_model
 from pipeline_fixtures import REPO_ROOT, build_synthetic, scalar_series, tiny_config
 
@@ -145,7 +146,7 @@ def test_export_freezes_the_ema_shadows(ema_run, tmp_path):
     cfg, checkpoint = ema_run
     reader = tf.train.load_checkpoint(checkpoint)
     model_path = str(tmp_path / 'model.pb')
-    export_lib.export(cfg, checkpoint, model_path)
+    frozen.export(cfg, checkpoint, model_path)
     graph_def = tf1.GraphDef()
     with open(model_path, 'rb') as f:
         graph_def.ParseFromString(f.read())
@@ -155,7 +156,7 @@ def test_export_freezes_the_ema_shadows(ema_run, tmp_path):
     assert _shadows_differ(reader, 'vgg_16/fc8/weights')
     for name, value in constants.items():
         np.testing.assert_array_equal(value, reader.get_tensor(name + '/ExponentialMovingAverage'), err_msg=name)
-    with open(export_lib.sidecar_path(model_path)) as f:
+    with open(frozen.sidecar_path(model_path)) as f:
         assert json.load(f)['ema'] is True
 
 
@@ -193,7 +194,7 @@ def test_single_scale_without_flip_predicts_as_the_plain_model(random_run, scale
 
 def _export_model(cfg, tmp_path, name):
     path = str(tmp_path / name)
-    export_lib.export(cfg, tf1.train.latest_checkpoint(cfg.train.run_dir), path)
+    frozen.export(cfg, tf1.train.latest_checkpoint(cfg.train.run_dir), path)
     return FrozenModel(path)
 
 

@@ -125,10 +125,15 @@ def fcn32s(images, num_classes, **kwargs):
     return fcn(images, num_classes, 'fcn32s', **kwargs)
 
 
+def model_kwargs(model_cfg):
+    """The keyword arguments of `fcn()` (after images, num_classes) from a config's `model` section
+    (values checked by fcn.config.CHECKS when the config was loaded)."""
+    return {'name': model_cfg.name, 'width': model_cfg.width, 'dropout_keep_prob': model_cfg.dropout_keep_prob,
+            'weight_decay': model_cfg.weight_decay, 'upsample_trainable': model_cfg.upsample == 'learnable',
+            'skip_scaling': model_cfg.skip_scaling}
+
+
 def build_model(images, cfg, num_classes, is_training):
     """The net named by `model.name`, configured from the `model` section of a config
     (its values checked by fcn.config.CHECKS)."""
-    model = cfg.model
-    return fcn(images, num_classes, model.name, is_training=is_training, width=model.width,
-               dropout_keep_prob=model.dropout_keep_prob, weight_decay=model.weight_decay,
-               upsample_trainable=model.upsample == 'learnable', skip_scaling=model.skip_scaling)
+    return fcn(images, num_classes, is_training=is_training, **model_kwargs(cfg.model))

@@ -1,0 +1,107 @@
+"""Frozen GraphDef: ImageTensor:0 (uint8 [1, H, W, 3]) -> SemanticPredictions:0 (int32 [1, H, W]),
+named as DeepLab's exported graphs are, with class names and palette in a sidecar (model.json).
+
+`freeze` is also the starting point of the ONNX and TFLite converters (tiling off, a fixed
+input size)."""
+import json
+import os
+
+from fcn import inference, rundir
+from fcn.compat import tf, tf1
+from fcn.data.palette import voc_palette
+from fcn.export import INPUT_NAME, OUTPUT_NAME, check_image, export_info, label_info, write_atomic
+
+
+def build_inference_graph(num_classes, inference_options, input_size=None):
+    """uint8 placeholder ImageTensor [1, H, W, 3] (H, W = input_size, or any) -> int32 class
+    ids SemanticPredictions [1, H, W], in the default graph. Returns (input, output) tensors."""
+    height, width = input_size if input_size else (None, None)
+    images = tf1.placeholder(tf.uint8, [1, height, width, 3], name=INPUT_NAME)
+    predictions = inference.predict_classes(tf.cast(images, tf.float32), num_classes, **inference_options)
+    return images, tf.identity(predictions, name=OUTPUT_NAME)
+
+
+def inference_options(cfg, tiling=True):
+    """inference.options(cfg), with eval.tile_size dropped when `tiling` is False."""
+    options = inference.options(cfg)
+    if not tiling:
+        options['tile_size'] = None
+    return options
+
+
+def freeze(cfg, checkpoint, tiling=True, input_size=None):
+    """The frozen inference GraphDef of `checkpoint` (EMA shadows when train.ema_decay > 0, as
+    in eval): eval.scales, eval.flip and, if `tiling`, eval.tile_size in the graph; input
+    [1, H, W, 3] of any H, W or the fixed `input_size` (H, W)."""
+    rundir.check_model_keys(cfg)
+    num_classes = label_info(cfg)['num_classes']
+    graph = tf.Graph()
+    with graph.as_default():
+        build_inference_graph(num_classes, inference_options(cfg, tiling), input_size)
+        restorer = inference.ModelRestorer(cfg.train.ema_decay)
+        with tf1.Session(graph=graph) as sess:
+            restorer.restore(sess, checkpoint)
+            return tf1.graph_util.convert_variables_to_constants(sess, graph.as_graph_def(), [OUTPUT_NAME])
+
+
+def freeze_with_info(cfg, checkpoint, tiling=True, input_size=None):
+    """(`freeze(...)`, label info + export metadata): what a converter (ONNX, TFLite) needs."""
+    graph_def = freeze(cfg, checkpoint, tiling, input_size)
+    return graph_def, export_info(cfg, checkpoint, inference_options(cfg, tiling))
+
+
+def sidecar_path(model_path):
+    """model.pb -> model.json: class names + palette travel next to the frozen graph."""
+    return os.path.splitext(model_path)[0] + '.json'
+
+
+def export(cfg, checkpoint, out_path):
+    """Writes the frozen graph (atomically) and its label sidecar; returns the graph's size."""
+    data = freeze(cfg, checkpoint).SerializeToString()
+    write_atomic(out_path, data, 'wb')
+    info = export_info(cfg, checkpoint, inference_options(cfg))
+    write_atomic(sidecar_path(out_path), json.dumps(info, indent=2), 'w')
+    return len(data)
+
+
+def read_graph_def(model_path):
+    if not os.path.isfile(model_path):
+        raise FileNotFoundError('model file not found: %s (write one with export.py)' % model_path)
+    graph_def = tf1.GraphDef()
+    with open(model_path, 'rb') as f:
+        try:
+            graph_def.ParseFromString(f.read())
+        except Exception:
+            raise ValueError('%s is not a frozen GraphDef written by export.py' % model_path) from None
+    return graph_def
+
+
+class FrozenModel:
+    """Loads model.pb (+ model.json) once; `predict(rgb_uint8)` -> class ids [H, W]."""
+
+    def __init__(self, model_path):
+        graph_def = read_graph_def(model_path)
+        self.graph = tf.Graph()
+        with self.graph.as_default():
+            tf1.import_graph_def(graph_def, name='')
+        names = {op.name for op in self.graph.get_operations()}
+        for tensor in (INPUT_NAME, OUTPUT_NAME):
+            if tensor not in names:
+                raise ValueError('%s has no tensor %s:0; was it written by export.py?' % (model_path, tensor))
+        self.session = tf1.Session(graph=self.graph)
+        self.labels = _read_sidecar(model_path)
+
+    def predict(self, image_rgb):
+        out = self.session.run(OUTPUT_NAME + ':0', {INPUT_NAME + ':0': check_image(image_rgb)[None]})
+        return out[0]
+
+    def close(self):
+        self.session.close()
+
+
+def _read_sidecar(model_path):
+    path = sidecar_path(model_path)
+    if os.path.isfile(path):
+        with open(path) as f:
+            return json.load(f)
+    return {'num_classes': None, 'class_names': None, 'palette': voc_palette(256).tolist(), 'ignore_label': 255}
