@@ -46,11 +46,12 @@ def export(cfg, checkpoint, out_path):
             frozen = tf1.graph_util.convert_variables_to_constants(sess, graph.as_graph_def(), [OUTPUT_NAME])
     os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
     data = frozen.SerializeToString()
-    _write_atomic(out_path, data, 'wb')
     info.update({'input': INPUT_NAME + ':0', 'output': OUTPUT_NAME + ':0', 'checkpoint': checkpoint,
                  'model': cfg.model.to_dict(), 'ema': bool(cfg.train.ema_decay),
                  'scales': cfg.eval.scales, 'flip': cfg.eval.flip})
+    # The sidecar first, the graph last: a model.pb on disk always has its model.json.
     _write_atomic(sidecar_path(out_path), json.dumps(info, indent=2), 'w')
+    _write_atomic(out_path, data, 'wb')
     return len(data)
 
 
