@@ -164,3 +164,24 @@ def test_eval_killed_mid_write_leaves_results_and_best_whole(data_dir, trained):
     assert tf1.train.latest_checkpoint(os.path.join(trained, 'best')) == best['checkpoint']
     assert int(tf.train.load_checkpoint(best['checkpoint']).get_tensor('global_step')) == earlier_step
     assert glob.glob(os.path.join(trained, 'best', '*.tmp'))  # the half copy, under a name nothing reads
+
+
+def test_first_lines_say_what_training_starts_from_and_ctrl_c_names_the_checkpoint(data_dir, tmp_path):
+    run_dir = str(tmp_path / 'run')
+    args = ['--config', 'configs/demo.yaml'] + _overrides(data_dir, run_dir) + ['--set', 'train.log_every_steps=25']
+    train = _Train(args)
+    assert train.first_step.wait(600), train.output()
+    assert train.lines[:2] and train.lines[0] == 'training from scratch (init.checkpoint is null)\n'
+    assert train.lines[1].startswith('step 1/%d ' % STEPS)  # at once, not after log_every_steps
+    while not os.path.exists(os.path.join(run_dir, 'model.ckpt-%d.index' % SAVE_EVERY)):
+        assert train.proc.poll() is None, train.output()
+        time.sleep(0.05)
+    train.proc.send_signal(signal.SIGINT)
+    code = train.proc.wait(120)
+    out = train.output()
+    assert code == 130, out
+    assert 'Traceback' not in out
+    kept = tf1.train.latest_checkpoint(run_dir)
+    assert out.rstrip().splitlines()[-1] == 'interrupted: %s is kept; rerun the same command to resume from it' % kept
+    _all_checkpoints_load(run_dir)
+    assert not os.path.exists(os.path.join(run_dir, 'train.lock'))  # released on the way out
