@@ -122,19 +122,23 @@ REAL = (b'E0000 00:00:1795361793.926818    3660 op_kernel.cc:1830] OP_REQUIRES f
         b'a line of our own\n')
 
 
-def _fresh(code, **env):
+def _fresh(code, *args, **env):
     environ = {k: v for k, v in os.environ.items() if k not in ('TF_CPP_MIN_LOG_LEVEL', 'FCN_DEBUG', 'FCN_VERBOSE')}
     environ.update(env)
-    return subprocess.run([sys.executable, '-c', code], capture_output=True, timeout=300, env=environ,
-                          cwd=REPO_ROOT)
+    return subprocess.run([sys.executable, '-c', code] + list(args), capture_output=True, timeout=300,
+                          env=environ, cwd=REPO_ROOT)
 
 
-@pytest.mark.parametrize('debug', [False, True])
+@pytest.mark.parametrize('debug', [None, 'FCN_DEBUG', '--verbose'])
 def test_quiet_stderr_drops_start_up_noise_only(debug):
-    """Written to file descriptor 2 as TensorFlow's C++ logging does, in a fresh interpreter."""
-    code = ('import os\nfrom fcn.compat import quiet_stderr\nwith quiet_stderr():\n'
+    """Written to file descriptor 2 as TensorFlow's C++ logging does, in a fresh interpreter;
+    FCN_DEBUG=1 or a script's --verbose (fcn.cli) lets everything through."""
+    code = ('import os, sys\nfrom fcn import cli\n'
+            'cli.apply_verbose(cli.config_parser("x").parse_args(["--config", "c.yaml"] + sys.argv[1:]))\n'
+            'from fcn.compat import quiet_stderr\nwith quiet_stderr():\n'
             '    os.write(2, %r)\n    os.write(2, %r)\nprint("after")\n' % (NOISE, REAL))
-    run = _fresh(code, **({'FCN_DEBUG': '1'} if debug else {}))
+    run = _fresh(code, *(['--verbose'] if debug == '--verbose' else []),
+                 **({'FCN_DEBUG': '1'} if debug == 'FCN_DEBUG' else {}))
     assert run.returncode == 0 and run.stdout == b'after\n', run.stderr
     if debug:  # everything through, TensorFlow's own start-up lines included
         assert run.stderr.endswith(NOISE + REAL)
