@@ -287,7 +287,11 @@ def evaluate_once(cfg, checkpoint=None, progress=True):
     return results
 
 
-def new_checkpoints(run_dir, interval_secs, timeout_secs=None, log=print):
+def _say(message):
+    print(message, flush=True)  # at once, also into a log file
+
+
+def new_checkpoints(run_dir, interval_secs, timeout_secs=None, log=_say):
     """Yields the run dir's latest checkpoint each time it changes, checking every
     `interval_secs`; says what it waits for whenever it starts waiting; ends after
     `timeout_secs` without a new checkpoint (None: waits forever)."""
@@ -312,7 +316,7 @@ def new_checkpoints(run_dir, interval_secs, timeout_secs=None, log=print):
         time.sleep(max(pause, 0.0))
 
 
-def evaluate_loop(cfg, progress=True, max_evals=None, timeout_secs=None, log=print):
+def evaluate_loop(cfg, progress=True, max_evals=None, timeout_secs=None, log=_say):
     """Evaluates each new checkpoint of train.run_dir until the final step, `max_evals`
     evaluations or `timeout_secs` without a new checkpoint (defaults: eval.max_evals,
     eval.timeout_secs; null = no limit). Returns the number of evaluations."""

@@ -8,12 +8,14 @@ from fcn.config import load_config
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def run_script(script, *args, env=None, timeout=600):
-    """Runs a top-level script as a user would; returns the CompletedProcess."""
+def run_script(script, *args, env=None, timeout=600, merge_stderr=False):
+    """Runs a top-level script as a user would; returns the CompletedProcess (with
+    `merge_stderr`, stderr goes into stdout, in the order a terminal would show them)."""
     environ = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2', CUDA_VISIBLE_DEVICES='')
     environ.update(env or {})
+    streams = {'stdout': subprocess.PIPE, 'stderr': subprocess.STDOUT} if merge_stderr else {'capture_output': True}
     return subprocess.run([sys.executable, os.path.join(REPO_ROOT, script)] + list(args), cwd=REPO_ROOT,
-                          env=environ, capture_output=True, text=True, timeout=timeout)
+                          env=environ, text=True, timeout=timeout, **streams)
 
 
 def build_synthetic(out_dir, num_train=16, num_val=6, size=64, seed=0):

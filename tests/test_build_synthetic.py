@@ -74,3 +74,19 @@ def test_source_is_reused_when_parameters_match_and_replaced_otherwise(tmp_path)
     label = read_index_png(os.path.join(root, 'SegmentationClass', '000000.png'))
     np.testing.assert_array_equal(label, synthetic.make_example(5, 0, 32)[1])
     assert not [n for n in os.listdir(tmp_path) if n.startswith('.source-')]
+
+
+def test_build_output_has_no_tensorflow_noise_and_bars_end_their_lines(tmp_path):
+    """As a terminal shows it (stdout and stderr merged, progress bars on, TF_CPP_MIN_LOG_LEVEL
+    unset): the summary lines stand alone and no TensorFlow start-up line appears."""
+    from pipeline_fixtures import run_script
+    out = str(tmp_path / 'demo')
+    run = run_script('build_tfrecords.py', '--dataset', 'synthetic', '--out', out, '--num_train', '4',
+                     '--num_val', '2', '--size', '32', '--num_shards', '1', '--num_workers', '1',
+                     env={'TF_CPP_MIN_LOG_LEVEL': '0'}, merge_stderr=True)
+    assert run.returncode == 0, run.stdout
+    shown = [line.rsplit('\r', 1)[-1] for line in run.stdout.split('\n')]
+    assert 'train: 4 images in 1 shards, 0 skipped' in shown and 'val: 2 images in 1 shards, 0 skipped' in shown
+    assert 'wrote %s' % os.path.join(out, 'summary.json') in shown
+    for noise in ('absl::InitializeLog', 'cuInit', 'cudart_stub', 'oneDNN', 'cpu_feature_guard'):
+        assert noise not in run.stdout, run.stdout

@@ -39,3 +39,11 @@ def test_predict_with_missing_model_and_image(tmp_path):
     image.write_bytes(b'\xff\xd8 not really a jpeg')
     run = run_script('predict.py', '--model', str(tmp_path / 'model.pb'), '--out', str(tmp_path / 'o'), str(image))
     assert_user_error(run, 'model.pb')
+
+
+def test_errors_come_alone_without_tensorflow_start_up_noise(tmp_path):
+    """TF_CPP_MIN_LOG_LEVEL unset, as a user's shell has it: the one line is all of stderr."""
+    run = run_script('eval.py', '--config', 'configs/demo.yaml', '--once',
+                     '--set', 'train.run_dir=%s' % (tmp_path / 'empty'), env={'TF_CPP_MIN_LOG_LEVEL': '0'})
+    assert run.returncode == 2
+    assert run.stderr.splitlines() == [run.stderr.strip()] and run.stderr.startswith('error: no checkpoint found')

@@ -1,4 +1,5 @@
 """Each TF 2.21 / tf-slim 1.1.0 workaround in fcn/compat.py, and the gap it covers."""
+import os
 import subprocess
 import sys
 
@@ -10,6 +11,7 @@ from tf_slim.data import tfexample_decoder
 from fcn import compat
 from fcn.compat import tf, tf1
 from fcn.data import records
+from pipeline_fixtures import REPO_ROOT
 
 
 def _example(image, label):
@@ -117,3 +119,53 @@ def test_set_op_determinism_switches_both_ways():
         assert set_op_determinism(False) is False and not tf_config.is_op_determinism_enabled()
     finally:
         set_op_determinism(False)
+
+
+NOISE = (b'WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n'
+         b'I0000 00:00:1795361784.911635    3494 cudart_stub.cc:31] Could not find cuda drivers on your machine, '
+         b'GPU will not be used.\n'
+         b'E0000 00:00:1795361793.926818    3660 cuda_platform.cc:52] failed call to cuInit: INTERNAL: CUDA error: '
+         b'Failed call to cuInit: UNKNOWN ERROR (303)\n'
+         b'I0000 00:00:1795361784.975702    3494 cpu_feature_guard.cc:227] This TensorFlow binary is optimized to '
+         b'use available CPU instructions in performance-critical operations.\n'
+         b'To enable the following instructions: AVX2 FMA, in other operations, rebuild TensorFlow.\n')
+REAL = (b'E0000 00:00:1795361793.926818    3660 op_kernel.cc:1830] OP_REQUIRES failed: something real\n'
+        b'a line of our own\n')
+
+
+def _fresh(code, *args, **env):
+    environ = {k: v for k, v in os.environ.items() if k not in ('TF_CPP_MIN_LOG_LEVEL', 'FCN_DEBUG', 'FCN_VERBOSE')}
+    environ.update(env)
+    return subprocess.run([sys.executable, '-c', code] + list(args), capture_output=True, timeout=300,
+                          env=environ, cwd=REPO_ROOT)
+
+
+@pytest.mark.parametrize('debug', [None, 'FCN_DEBUG', '--verbose'])
+def test_quiet_stderr_drops_start_up_noise_only(debug):
+    """Written to file descriptor 2 as TensorFlow's C++ logging does, in a fresh interpreter;
+    FCN_DEBUG=1 or a script's --verbose (fcn.cli) lets everything through."""
+    code = ('import os, sys\nfrom fcn import cli\n'
+            'cli.apply_verbose(cli.config_parser("x").parse_args(["--config", "c.yaml"] + sys.argv[1:]))\n'
+            'from fcn.compat import quiet_stderr\nwith quiet_stderr():\n'
+            '    os.write(2, %r)\n    os.write(2, %r)\nprint("after")\n' % (NOISE, REAL))
+    run = _fresh(code, *(['--verbose'] if debug == '--verbose' else []),
+                 **({'FCN_DEBUG': '1'} if debug == 'FCN_DEBUG' else {}))
+    assert run.returncode == 0 and run.stdout == b'after\n', run.stderr
+    if debug:  # everything through, TensorFlow's own start-up lines included
+        assert run.stderr.endswith(NOISE + REAL)
+    else:
+        assert run.stderr == REAL
+
+
+def test_importing_tensorflow_and_running_a_session_is_silent():
+    """No absl / cuInit / oneDNN lines, with TF_CPP_MIN_LOG_LEVEL unset; a real error still shows."""
+    code = ('from fcn.compat import tf, tf1\n'
+            'with tf1.Session() as sess:\n'
+            '    print(sess.run(tf.constant(3)))\n'
+            '    x = tf1.placeholder(tf.float32)\n'
+            '    sess.run(tf.debugging.assert_positive(x, message="x must be positive"), {x: -1.0})\n')
+    run = _fresh(code)
+    assert run.stdout == b'3\n'
+    lines = run.stderr.decode().splitlines()
+    assert lines[0] == 'Traceback (most recent call last):', lines[:5]
+    assert any('x must be positive' in line for line in lines)

@@ -152,8 +152,14 @@ def test_export_accepts_any_size_and_predict_writes_outputs(trained, tmp_path):
     assert model.predict(np.zeros((37, 53, 3), np.uint8)).shape == (37, 53)
     model.close()
     image_path = os.path.join(trained.data.dir, 'source', 'JPEGImages', '000000.jpg')
-    run = run_script('predict.py', '--model', model_path, '--out', str(tmp_path / 'out'), image_path)
-    assert run.returncode == 0, run.stderr
+    other_path = os.path.join(trained.data.dir, 'source', 'JPEGImages', '000001.jpg')
+    run = run_script('predict.py', '--model', model_path, '--out', str(tmp_path / 'out'), image_path, other_path,
+                     merge_stderr=True)
+    assert run.returncode == 0, run.stdout
+    # with the progress bar of 2 images: each path written on a line of its own, as a terminal shows it
+    shown = [line.rsplit('\r', 1)[-1] for line in run.stdout.split('\n')]
+    for name in ('000000.png', '000000_overlay.png', '000001.png', '000001_overlay.png'):
+        assert str(tmp_path / 'out' / name) in shown, run.stdout
     label = Image.open(str(tmp_path / 'out' / '000000.png'))
     assert label.mode == 'P' and label.size == (64, 64)
     overlay = Image.open(str(tmp_path / 'out' / '000000_overlay.png'))

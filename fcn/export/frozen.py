@@ -58,9 +58,10 @@ def sidecar_path(model_path):
 def export(cfg, checkpoint, out_path):
     """Writes the frozen graph (atomically) and its label sidecar; returns the graph's size."""
     data = freeze(cfg, checkpoint).SerializeToString()
-    write_atomic(out_path, data, 'wb')
     info = export_info(cfg, checkpoint, inference_options(cfg))
+    # The sidecar first, the graph last: a model.pb on disk always has its model.json.
     write_atomic(sidecar_path(out_path), json.dumps(info, indent=2), 'w')
+    write_atomic(out_path, data, 'wb')
     return len(data)
 
 
