@@ -16,6 +16,8 @@ between the two lives (and is tested, tests/test_compat.py) in this module alone
 - `tf.compat.v1.mixed_precision.enable_mixed_precision_graph_rewrite` switches the float16
   rewrite on for every later Session of the process (global state): `loss_scale_optimizer`
   and `session_options` do the same two things scoped to one run.
+- `tf.lite.Interpreter` warns on every construction that it is deprecated in favour of the
+  ai_edge_litert package (it still ships and works in 2.21): `tflite_interpreter` silences it.
 """
 import os
 import warnings
@@ -91,3 +93,10 @@ def session_options(config, xla=False, mixed_precision=False):
     if mixed_precision:
         config.graph_options.rewrite_options.auto_mixed_precision = rewriter_config_pb2.RewriterConfig.ON
     return config
+
+
+def tflite_interpreter(model_path, num_threads=None):
+    """`tf.lite.Interpreter(model_path)` without its deprecation warning (one per model loaded)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings('ignore', message=r'\s*Warning: tf\.lite\.Interpreter is deprecated')
+        return tf.lite.Interpreter(model_path=model_path, num_threads=num_threads)

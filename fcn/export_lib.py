@@ -32,8 +32,9 @@ def sidecar_path(model_path):
     return os.path.splitext(model_path)[0] + '.json'
 
 
-def export(cfg, checkpoint, out_path):
-    """Writes the frozen graph (atomically) and its label sidecar; returns the graph's size.
+def freeze(cfg, checkpoint):
+    """(frozen GraphDef, label info + export metadata) of the inference graph restored from
+    `checkpoint`: the source of every export format (frozen graph, ONNX, TFLite).
 
     The weights are the checkpoint's EMA shadows when train.ema_decay > 0, as in eval."""
     rundir.check_model_keys(cfg)
@@ -45,12 +46,18 @@ def export(cfg, checkpoint, out_path):
         with tf1.Session(graph=graph) as sess:
             restorer.restore(sess, checkpoint)
             frozen = tf1.graph_util.convert_variables_to_constants(sess, graph.as_graph_def(), [OUTPUT_NAME])
-    os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
-    data = frozen.SerializeToString()
-    _write_atomic(out_path, data, 'wb')
     info.update({'input': INPUT_NAME + ':0', 'output': OUTPUT_NAME + ':0', 'checkpoint': checkpoint,
                  'model': cfg.model.to_dict(), 'ema': bool(cfg.train.ema_decay),
                  'scales': cfg.eval.scales, 'flip': cfg.eval.flip})
+    return frozen, info
+
+
+def export(cfg, checkpoint, out_path):
+    """Writes the frozen graph (atomically) and its label sidecar; returns the graph's size."""
+    frozen, info = freeze(cfg, checkpoint)
+    os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
+    data = frozen.SerializeToString()
+    _write_atomic(out_path, data, 'wb')
     _write_atomic(sidecar_path(out_path), json.dumps(info, indent=2), 'w')
     return len(data)
 

@@ -1,6 +1,7 @@
 """Each TF 2.21 / tf-slim 1.1.0 workaround in fcn/compat.py, and the gap it covers."""
 import subprocess
 import sys
+import warnings
 
 import cv2
 import numpy as np
@@ -106,3 +107,23 @@ def test_session_options_set_xla_and_float16_rewrite_which_leave_cpu_float32():
         with tf1.Session(config=config) as sess:
             value = sess.run(product, {a: [[1.0001]]})
     assert value[0, 0] == np.float32(1.0001)  # float16 would round it to 1.0
+
+
+def test_tflite_interpreter_runs_a_model_without_the_deprecation_warning(tmp_path):
+    with tf.Graph().as_default():
+        x = tf1.placeholder(tf.float32, [1, 2], name='x')
+        y = tf.identity(x + 1.0, name='y')
+        with tf1.Session() as sess:
+            data = tf1.lite.TFLiteConverter.from_session(sess, [x], [y]).convert()
+    path = str(tmp_path / 'm.tflite')
+    with open(path, 'wb') as f:
+        f.write(data)
+    with pytest.warns(UserWarning, match='tf.lite.Interpreter is deprecated'):
+        tf.lite.Interpreter(model_path=path)  # the gap
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        interpreter = compat.tflite_interpreter(path)
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(interpreter.get_input_details()[0]['index'], np.float32([[1, 2]]))
+    interpreter.invoke()
+    np.testing.assert_array_equal(interpreter.get_tensor(interpreter.get_output_details()[0]['index']), [[2, 3]])
