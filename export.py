@@ -38,15 +38,14 @@ def main():
 
 
 def _export(cfg, checkpoint, args):
-    from fcn import export_lib
     if args.format == 'frozen':
+        from fcn import export_lib
         return export_lib.export(cfg, checkpoint, args.out)
-    frozen, info = export_lib.freeze(cfg, checkpoint)
     if args.format == 'onnx':
         from fcn.export import onnx
-        return onnx.export(frozen, args.out, info)
+        return onnx.from_checkpoint(cfg, checkpoint, args.out)
     from fcn.export import tflite
-    return tflite.export(frozen, args.out, info, input_size=args.input_size, quantize=args.quantize)
+    return tflite.from_checkpoint(cfg, checkpoint, args.out, args.input_size, args.quantize)
 
 
 if __name__ == '__main__':

@@ -7,6 +7,7 @@ agreement checks vacuous; `test_the_reference_predicts_several_classes` guards t
 """
 import json
 import os
+import shutil
 
 import cv2
 import numpy as np
@@ -35,7 +36,7 @@ def run(tmp_path_factory):
     return cfg
 
 
-def _randomise_score_layers(cfg, checkpoint, seed):
+def _randomise_score_layers(cfg, checkpoint, seed, std=0.5):
     """Saves the trained weights with random fc8/upscore layers as the run's latest checkpoint."""
     step = int(tf.train.load_checkpoint(checkpoint).get_tensor('global_step'))
     with tf.Graph().as_default():
@@ -47,7 +48,7 @@ def _randomise_score_layers(cfg, checkpoint, seed):
             saver.restore(sess, checkpoint)
             for var in tf1.global_variables():
                 if var.op.name.startswith(('vgg_16/fc8/', 'fcn/')):
-                    var.load(rng.normal(0.0, 0.5, var.shape.as_list()).astype(np.float32), sess)
+                    var.load(rng.normal(0.0, std, var.shape.as_list()).astype(np.float32), sess)
             global_step.load(step + 1, sess)
             saver.save(sess, os.path.join(cfg.train.run_dir, 'model.ckpt'), global_step=step + 1)
 
@@ -193,6 +194,43 @@ def test_tflite_export_checks_its_options(frozen_path, tmp_path):
         tflite.export(frozen_path, str(tmp_path / 'm.tflite'), input_size=(97,))
     with pytest.raises(ValueError, match="quantize must be one of none, float16, dynamic, got 'int4'"):
         tflite.export(frozen_path, str(tmp_path / 'm.tflite'), input_size=(97, 131), quantize='int4')
+
+
+# --- multi-scale and flip -------------------------------------------------------------------
+
+@pytest.fixture(scope='module')
+def multi_scale_run(run, tmp_path_factory):
+    """The run with eval.scales [0.75, 1.25] + flip and a milder random head (std 0.05).
+
+    With the std-0.5 head the softmax saturates, and where two of the four passes disagree
+    their summed probabilities tie exactly: ONNX then agreed on 99.8% of pixels, every
+    disagreement where the top two sums differ by < 4e-5 (float rounding decides)."""
+    run_dir = str(tmp_path_factory.mktemp('multi') / 'run')
+    shutil.copytree(run.train.run_dir, run_dir)
+    cfg = tiny_config(run.data.dir, run_dir, steps=20, extra=['eval.scales=[0.75, 1.25]', 'eval.flip=true'])
+    _randomise_score_layers(cfg, eval_lib.resolve_checkpoint(cfg), seed=4, std=0.05)
+    return cfg
+
+
+def test_multi_scale_flipped_exports_predict_the_frozen_graphs_ids(multi_scale_run, images, tmp_path):
+    """eval.scales and eval.flip are in the graph: resizes and mirrors convert too."""
+    cfg = multi_scale_run
+    checkpoint = eval_lib.resolve_checkpoint(cfg)
+    export_lib.export(cfg, checkpoint, str(tmp_path / 'multi.pb'))
+    frozen = FrozenModel(str(tmp_path / 'multi.pb'))
+    counts = np.bincount(np.concatenate([frozen.predict(image).ravel() for image in images]), minlength=5)
+    assert (counts > 0.05 * counts.sum()).sum() >= 3, counts
+    onnx.from_checkpoint(cfg, checkpoint, str(tmp_path / 'onnx' / 'multi.onnx'))
+    tflite.from_checkpoint(cfg, checkpoint, str(tmp_path / 'tflite' / 'multi.tflite'), TFLITE_SIZE)
+    onnx_agreement = _agreement(onnx.OnnxModel(str(tmp_path / 'onnx' / 'multi.onnx')), frozen, images)
+    same_size = [image for image in images if image.shape[:2] == TFLITE_SIZE]
+    tflite_agreement = _agreement(tflite.TFLiteModel(str(tmp_path / 'tflite' / 'multi.tflite')), frozen, same_size)
+    print('multi-scale + flip agreement: ONNX %.6f, TFLite %.6f' % (onnx_agreement, tflite_agreement))
+    assert onnx_agreement >= AGREEMENT and tflite_agreement >= AGREEMENT
+    with open(tmp_path / 'onnx' / 'multi.json') as f:
+        sidecar = json.load(f)
+    assert (sidecar['scales'], sidecar['flip']) == ([0.75, 1.25], True)
+    frozen.close()
 
 
 # --- export.py ------------------------------------------------------------------------------

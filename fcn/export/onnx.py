@@ -7,7 +7,8 @@ Needs the `onnx` extra: pip install -e ".[onnx]" (tf2onnx, onnxruntime).
 import logging
 import os
 
-from fcn.compat import tf1
+from fcn import export_lib
+from fcn.compat import tf, tf1, tf2onnx_fresh_node_protos
 from fcn.export import common
 from fcn.export_lib import INPUT_NAME, OUTPUT_NAME
 
@@ -34,11 +35,27 @@ def export(frozen, out_path, labels=None, opset=OPSET):
     return len(data)
 
 
+def from_checkpoint(cfg, checkpoint, out_path, opset=OPSET):
+    """`export` of the checkpoint's frozen inference graph (eval.scales and eval.flip in it)."""
+    graph_def, info = export_lib.freeze(cfg, checkpoint)
+    return export(graph_def, out_path, info, opset)
+
+
 def convert(graph_def, opset=OPSET):
-    """The ONNX ModelProto of a frozen inference GraphDef, height and width left dynamic."""
-    tf2onnx = common.require('tf2onnx', EXTRA)
+    """The ONNX ModelProto of a frozen inference GraphDef, height and width left dynamic.
+
+    tf2onnx's steps without its TensorFlow-side grappler pass and without its per-optimizer
+    deep copies (`from_graph_def` does both): at width 1.0 those took several copies of the
+    545 MB of weights; the result is the same graph here (tests check the ids)."""
+    common.require('tf2onnx', EXTRA)
+    from tf2onnx import optimizer
+    from tf2onnx.tfonnx import process_tf_graph
     logging.getLogger('tf2onnx').setLevel(logging.ERROR)
-    model, _ = tf2onnx.convert.from_graph_def(graph_def, input_names=[INPUT], output_names=[OUTPUT], opset=opset)
+    with tf.Graph().as_default() as tf_graph, tf2onnx_fresh_node_protos():
+        tf1.import_graph_def(graph_def, name='')
+        onnx_graph = process_tf_graph(tf_graph, opset=opset, input_names=[INPUT], output_names=[OUTPUT])
+        onnx_graph = optimizer.optimize_graph(onnx_graph, catch_errors=False)
+        model = onnx_graph.make_model('FCN semantic segmentation, converted by tf2onnx')
     _name_dims(model)
     return model
 

@@ -17,6 +17,7 @@ import tempfile
 import cv2
 import numpy as np
 
+from fcn import export_lib
 from fcn.compat import tf, tf1, tflite_interpreter
 from fcn.export import common
 from fcn.export_lib import INPUT_NAME, OUTPUT_NAME
@@ -32,8 +33,7 @@ def export(frozen, out_path, labels=None, input_size=None, quantize='none'):
 
     `labels` default to the .pb's own sidecar."""
     height, width = check_input_size(input_size)
-    if quantize not in QUANTIZATIONS:
-        raise ValueError('quantize must be one of %s, got %r' % (', '.join(QUANTIZATIONS), quantize))
+    check_quantize(quantize)
     if isinstance(frozen, (str, os.PathLike)):
         common.check_model_file(frozen, 'export.py')
         labels = common.read_sidecar(frozen) if labels is None else labels
@@ -52,12 +52,25 @@ def export(frozen, out_path, labels=None, input_size=None, quantize='none'):
     return len(data)
 
 
+def from_checkpoint(cfg, checkpoint, out_path, input_size, quantize='none'):
+    """`export` of the checkpoint's frozen inference graph (eval.scales and eval.flip in it)."""
+    height, width = check_input_size(input_size)  # before the slow part
+    check_quantize(quantize)
+    graph_def, info = export_lib.freeze(cfg, checkpoint)
+    return export(graph_def, out_path, info, (height, width), quantize)
+
+
 def check_input_size(input_size):
     if (input_size is None or len(input_size) != 2
             or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0 for v in input_size)):
         raise ValueError('TFLite export needs --input_size HEIGHT WIDTH (two positive integers), got %r'
                          % (input_size,))
     return int(input_size[0]), int(input_size[1])
+
+
+def check_quantize(quantize):
+    if quantize not in QUANTIZATIONS:
+        raise ValueError('quantize must be one of %s, got %r' % (', '.join(QUANTIZATIONS), quantize))
 
 
 def _convert(pb_path, height, width, quantize):
