@@ -28,6 +28,10 @@ def main():
     parser.add_argument('--quantize', choices=QUANTIZATIONS, help='tflite: weight quantisation (default: none)')
     parser.add_argument('--out', required=True, help='file (frozen, onnx, tflite) or folder (saved_model) to write')
     args = parser.parse_args()
+    if args.format == 'tflite' and not args.input_size:
+        parser.error('--format tflite needs --input_size HEIGHT WIDTH')
+    if args.format != 'tflite' and (args.input_size or args.quantize is not None):
+        parser.error('--input_size and --quantize apply to --format tflite only')
     cfg = cli.load(args)
     from fcn import eval_lib, export
     checkpoint = eval_lib.resolve_checkpoint(cfg, args.checkpoint)

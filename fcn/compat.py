@@ -26,6 +26,13 @@ between the two lives (and is tested, tests/test_compat.py) in this module alone
   oneDNN and CPU-feature notices) that TF_CPP_MIN_LOG_LEVEL does not silence. `quiet_stderr`
   captures descriptor 2 around the import and the GPU probe and passes on every other line;
   `FCN_DEBUG=1` or `FCN_VERBOSE=1` (the scripts' --verbose) shows everything.
+- `tf.lite.Interpreter` warns on every construction that it is deprecated in favour of the
+  ai_edge_litert package (it still ships and works in 2.21): `tflite_interpreter` silences it.
+- tf2onnx 1.17 rewrites each node's attributes in place (`Node.update_proto`, once per
+  optimizer pass); with protobuf's upb backend (what TensorFlow 2.21 installs) replaced fields
+  stay in the message's arena until the message is freed, so every pass keeps one more copy of
+  every weight: a width-1.0 FCN-32s (545 MB) needed more than 15 GB. `tf2onnx_fresh_node_protos`
+  builds each node's proto afresh instead.
 """
 import contextlib
 import os
@@ -160,3 +167,36 @@ def session_options(config, xla=False, mixed_precision=False):
     if mixed_precision:
         config.graph_options.rewrite_options.auto_mixed_precision = rewriter_config_pb2.RewriterConfig.ON
     return config
+
+
+def tflite_interpreter(model_path, num_threads=None):
+    """`tf.lite.Interpreter(model_path)` without its deprecation warning (one per model loaded)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings('ignore', message=r'\s*Warning: tf\.lite\.Interpreter is deprecated')
+        return tf.lite.Interpreter(model_path=model_path, num_threads=num_threads)
+
+
+NODE_PROTO_SCALARS = ('name', 'op_type', 'domain', 'overload', 'doc_string')
+
+
+@contextlib.contextmanager
+def tf2onnx_fresh_node_protos():
+    """Within it, tf2onnx's `Node.update_proto` fills a new NodeProto (the old one, and its
+    arena, is freed) instead of rewriting the node's attributes in place."""
+    import onnx
+    from tf2onnx import graph as tf2onnx_graph
+    original = tf2onnx_graph.Node.update_proto
+
+    def update_proto(self, external_tensor_storage=None):
+        fresh = onnx.NodeProto()
+        for name in NODE_PROTO_SCALARS:  # inputs, outputs and attributes are rewritten by update_proto
+            if name in fresh.DESCRIPTOR.fields_by_name:
+                setattr(fresh, name, getattr(self._op, name))
+        self._op = fresh
+        original(self, external_tensor_storage)
+
+    tf2onnx_graph.Node.update_proto = update_proto
+    try:
+        yield
+    finally:
+        tf2onnx_graph.Node.update_proto = original

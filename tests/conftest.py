@@ -10,10 +10,11 @@ import pytest  # noqa: E402
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# import name -> package to install; setup.cfg's install_requires and [test] extras.
+# import name -> package to install; setup.cfg's install_requires and [test,onnx] extras.
 REQUIRED = {'tensorflow': 'tensorflow', 'tf_slim': 'tf-slim', 'cv2': 'opencv-python-headless',
             'PIL': 'pillow', 'yaml': 'pyyaml', 'scipy': 'scipy', 'pycocotools': 'pycocotools',
-            'tqdm': 'tqdm', 'skimage': 'scikit-image'}
+            'tqdm': 'tqdm', 'skimage': 'scikit-image', 'tf2onnx': 'tf2onnx', 'onnx': 'onnx',
+            'onnxruntime': 'onnxruntime'}
 
 
 def pytest_configure(config):
@@ -23,7 +24,7 @@ def pytest_configure(config):
     if missing:
         raise pytest.UsageError(
             'this Python (%s) lacks %s. Install the project and its test extras first:\n'
-            '  python3 -m venv .venv && . .venv/bin/activate && pip install -e ".[test]" && python -m pytest -q'
+            '  python3 -m venv .venv && . .venv/bin/activate && pip install -e ".[test,onnx]" && python -m pytest -q'
             % (sys.executable, ', '.join(missing)))
 
 

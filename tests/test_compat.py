@@ -1,7 +1,9 @@
 """Each TF 2.21 / tf-slim 1.1.0 workaround in fcn/compat.py, and the gap it covers."""
+import contextlib
 import os
 import subprocess
 import sys
+import warnings
 
 import cv2
 import numpy as np
@@ -169,3 +171,48 @@ def test_importing_tensorflow_and_running_a_session_is_silent():
     lines = run.stderr.decode().splitlines()
     assert lines[0] == 'Traceback (most recent call last):', lines[:5]
     assert any('x must be positive' in line for line in lines)
+
+
+def test_tflite_interpreter_runs_a_model_without_the_deprecation_warning(tmp_path):
+    with tf.Graph().as_default():
+        x = tf1.placeholder(tf.float32, [1, 2], name='x')
+        y = tf.identity(x + 1.0, name='y')
+        with tf1.Session() as sess:
+            data = tf1.lite.TFLiteConverter.from_session(sess, [x], [y]).convert()
+    path = str(tmp_path / 'm.tflite')
+    with open(path, 'wb') as f:
+        f.write(data)
+    with pytest.warns(UserWarning, match='tf.lite.Interpreter is deprecated'):
+        tf.lite.Interpreter(model_path=path)  # the gap
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        interpreter = compat.tflite_interpreter(path)
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(interpreter.get_input_details()[0]['index'], np.float32([[1, 2]]))
+    interpreter.invoke()
+    np.testing.assert_array_equal(interpreter.get_tensor(interpreter.get_output_details()[0]['index']), [[2, 3]])
+
+
+def _rss_mb():
+    with open('/proc/self/statm') as f:
+        return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE') / 2 ** 20
+
+
+def _update_growth_mb(node, times, patched):
+    before = _rss_mb()
+    with compat.tf2onnx_fresh_node_protos() if patched else contextlib.nullcontext():
+        for _ in range(times):
+            node.update_proto()
+    return _rss_mb() - before
+
+
+def test_tf2onnx_node_updates_keep_no_copies_of_the_weights():
+    from tf2onnx.graph import Graph
+    graph = Graph([], opset=17)
+    weights = np.arange(4 * 1024 * 1024, dtype=np.float32).reshape(4, 1024, 1024)  # 16 MB
+    node = graph.make_const('weights', weights)
+    node.update_proto()
+    assert _update_growth_mb(node, 10, patched=False) > 8 * 16  # the gap: one more copy per update
+    assert _update_growth_mb(node, 10, patched=True) < 2 * 16
+    assert (node.op.name, node.op.op_type) == ('weights', 'Const')
+    np.testing.assert_array_equal(node.get_tensor_value(as_list=False), weights)
