@@ -213,6 +213,9 @@ def train(cfg, cluster_info=None, log=print):
     initialises, writes checkpoints and summaries.
     """
     deploy_config = deploy.from_config(cfg, cluster_info)
+    if cfg.train.deterministic and cluster_info is not None:
+        raise ConfigError('train.deterministic makes one process reproducible; in a cluster job the workers race '
+                          'for each update: set train.deterministic false or train in one process')
     set_op_determinism(cfg.train.deterministic)
     is_chief = roles.is_chief(cluster_info)
     run_dir = prepare_run_dir(cfg) if is_chief else cfg.train.run_dir
