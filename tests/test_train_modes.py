@@ -1,7 +1,6 @@
 """Training modes: non-square crops, reproducible runs (train.deterministic), gradient
 accumulation (train.accumulate_steps), and the device placement of a 4-GPU graph, checked
 without a GPU."""
-import os
 import re
 
 import numpy as np
