@@ -223,6 +223,9 @@ def train(cfg, cluster_info=None, log=print):
 
 def _train(cfg, cluster_info, log):
     deploy_config = deploy.from_config(cfg, cluster_info)
+    if cfg.train.deterministic and cluster_info is not None:
+        raise ConfigError('train.deterministic makes one process reproducible; in a cluster job the workers race '
+                          'for each update: set train.deterministic false or train in one process')
     set_op_determinism(cfg.train.deterministic)
     is_chief = roles.is_chief(cluster_info)
     run_dir = cfg.train.run_dir

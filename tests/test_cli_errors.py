@@ -25,6 +25,12 @@ def test_unknown_key_suggests_the_right_one(script):
     assert_user_error(run, "unknown key 'train.stpes'", "did you mean 'train.steps'")
 
 
+def test_a_bad_value_names_key_what_is_valid_and_value():
+    run = run_script('train.py', '--config', 'configs/demo.yaml', '--set', 'train.crop_size=[96, 100]')
+    assert_user_error(run, 'error: --set: train.crop_size must be a positive multiple of 32, or [height, width] '
+                           'of such (e.g. 512 or [512, 1024]), got [96, 100]')
+
+
 def test_eval_without_checkpoint(tmp_path):
     run = run_script('eval.py', '--config', 'configs/demo.yaml', '--once',
                      '--set', 'train.run_dir=%s' % (tmp_path / 'empty'))

@@ -1,7 +1,6 @@
 """Training modes: non-square crops, reproducible runs (train.deterministic), gradient
 accumulation (train.accumulate_steps), and the device placement of a 4-GPU graph, checked
 without a GPU."""
-import os
 import re
 
 import numpy as np
@@ -98,6 +97,13 @@ def test_deterministic_reading_uses_one_reader_one_thread_and_no_shuffling_queue
     default_ops = default.graph.get_operations()
     assert [op for op in default_ops if op.type.startswith('RandomShuffleQueue')]  # the control
     assert len([op for op in default_ops if op.type == 'ReaderReadV2']) == 4
+
+
+def test_a_cluster_job_refuses_deterministic(records, tmp_path):
+    from fcn.config import ConfigError
+    cfg = tiny_config(records, str(tmp_path), extra=['train.deterministic=true', 'train.seed=1'])
+    with pytest.raises(ConfigError, match='train.deterministic makes one process reproducible'):
+        train_lib.train(cfg, ClusterInfo('worker', 0, WITH_PS))
 
 
 # --- gradient accumulation ----------------------------------------------------------------------
