@@ -1,10 +1,13 @@
 """Tiled vs whole-image inference of one large image: peak memory and time.
 
   python bench/bench_tiling.py [--width 1.0 --size 2000 3000 --tile 512 512 --overlap 0.25 --num_classes 21]
+  python bench/bench_tiling.py --source frozen --modes tiled --out bench/results/tiling_frozen.json
 
 Each mode runs in a fresh process (so peak memory is its own): it builds the inference graph
 of fcn/inference.py (the graph eval and export run) on a uint8 placeholder, initialises the
-model with random weights (the weights do not change memory or time), predicts a 64x64
+model with random weights (the weights do not change memory or time) or, with --source frozen,
+loads the frozen graph of that model written by another process (fcn.export.frozen.FrozenModel,
+as predict.py does; the peak includes loading the .pb), predicts a 64x64
 image once to warm up, then predicts one random --size image and reports the wall time of
 that prediction, the process's resident memory before it (graph + weights) and its peak
 resident memory (getrusage ru_maxrss) at the end. The modes run one after the other, never
@@ -16,6 +19,7 @@ import os
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -28,37 +32,67 @@ def current_rss_bytes():
         return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE')
 
 
+def _graph(args, tf, tf1):
+    """(images placeholder, class ids) of the inference graph for args.child's mode."""
+    from fcn import inference
+    model = dict(name='fcn32s', width=args.width, upsample_trainable=True, skip_scaling=False)
+    tile = tuple(args.tile) if args.child == 'tiled' else None
+    images = tf1.placeholder(tf.uint8, [1, None, None, 3], name='ImageTensor')
+    classes = inference.predict_classes(tf.cast(images, tf.float32), args.num_classes, model,
+                                        tile_size=tile, tile_overlap=args.overlap)
+    return images, tf.identity(classes, name='SemanticPredictions')
+
+
+def write_frozen(args, path):
+    """--source frozen, first process: the random model's frozen graph, as export.py writes one."""
+    from fcn.compat import tf, tf1
+    with tf.Graph().as_default() as graph:
+        _graph(args, tf, tf1)
+        with tf1.Session() as sess:
+            sess.run(tf1.global_variables_initializer())
+            frozen = tf1.graph_util.convert_variables_to_constants(sess, graph.as_graph_def(), ['SemanticPredictions'])
+    with open(path, 'wb') as f:
+        f.write(frozen.SerializeToString())
+
+
 def child(args):
     """One mode in this process; prints a JSON line with its numbers."""
     import numpy as np
-    from fcn import inference
     from fcn.compat import tf, tf1
-    model = dict(name='fcn32s', width=args.width, upsample_trainable=True, skip_scaling=False)
-    tile = tuple(args.tile) if args.child == 'tiled' else None
-    with tf.Graph().as_default():
-        images = tf1.placeholder(tf.uint8, [1, None, None, 3])
-        classes = inference.predict_classes(tf.cast(images, tf.float32), args.num_classes, model,
-                                            tile_size=tile, tile_overlap=args.overlap)
-        with tf1.Session() as sess:
-            sess.run(tf1.global_variables_initializer())
-            sess.run(classes, {images: np.zeros((1, 64, 64, 3), np.uint8)})
-            image = np.random.RandomState(0).randint(0, 256, (1,) + tuple(args.size) + (3,)).astype(np.uint8)
-            before = current_rss_bytes()
-            start = time.perf_counter()
-            out = sess.run(classes, {images: image})
-            seconds = time.perf_counter() - start
+    if args.source == 'frozen':  # what predict.py does: load the .pb written by another process
+        from fcn.export.frozen import FrozenModel
+        model = FrozenModel(args.frozen_path)
+        sess, images, classes = model.session, 'ImageTensor:0', 'SemanticPredictions:0'
+    else:
+        tf.Graph().as_default().__enter__()
+        images, classes = _graph(args, tf, tf1)
+        sess = tf1.Session()
+        sess.run(tf1.global_variables_initializer())
+    sess.run(classes, {images: np.zeros((1, 64, 64, 3), np.uint8)})
+    image = np.random.RandomState(0).randint(0, 256, (1,) + tuple(args.size) + (3,)).astype(np.uint8)
+    before = current_rss_bytes()
+    start = time.perf_counter()
+    out = sess.run(classes, {images: image})
+    seconds = time.perf_counter() - start
     assert out.shape == (1,) + tuple(args.size)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    print(json.dumps({'mode': args.child, 'seconds': round(seconds, 1), 'rss_before_gb': round(before / 1e9, 2),
-                      'peak_rss_gb': round(peak / 1e9, 2)}))
+    print(json.dumps({'mode': args.child, 'source': args.source, 'seconds': round(seconds, 1),
+                      'rss_before_gb': round(before / 1e9, 2), 'peak_rss_gb': round(peak / 1e9, 2)}))
 
 
 def run_mode(mode, args):
     argv = [sys.executable, os.path.abspath(__file__), '--child', mode, '--width', str(args.width),
             '--size'] + [str(s) for s in args.size] + ['--tile'] + [str(t) for t in args.tile] + [
-            '--overlap', str(args.overlap), '--num_classes', str(args.num_classes)]
+            '--overlap', str(args.overlap), '--num_classes', str(args.num_classes), '--source', args.source]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2', CUDA_VISIBLE_DEVICES='')
-    result = subprocess.run(argv, capture_output=True, text=True, env=env)
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.source == 'frozen':
+            path = os.path.join(tmp, 'model.pb')
+            written = subprocess.run(argv + ['--write_frozen', path], capture_output=True, text=True, env=env)
+            if written.returncode != 0:
+                raise SystemExit('freezing failed:\n%s' % written.stderr[-3000:])
+            argv += ['--frozen_path', path]
+        result = subprocess.run(argv, capture_output=True, text=True, env=env)
     if result.returncode != 0:
         raise SystemExit('%s mode failed:\n%s' % (mode, result.stderr[-3000:]))
     line = [line for line in result.stdout.splitlines() if line.startswith('{')][-1]
@@ -75,13 +109,19 @@ def main():
     parser.add_argument('--num_classes', type=int, default=21)
     parser.add_argument('--modes', nargs='+', default=['tiled', 'whole'], choices=['tiled', 'whole'])
     parser.add_argument('--out', default=os.path.join(REPO, 'bench', 'results', 'tiling.json'))
+    parser.add_argument('--source', default='variables', choices=['variables', 'frozen'],
+                        help='variables: the graph eval builds; frozen: a frozen graph loaded as predict.py does')
     parser.add_argument('--child', choices=['tiled', 'whole'], help=argparse.SUPPRESS)
+    parser.add_argument('--write_frozen', help=argparse.SUPPRESS)
+    parser.add_argument('--frozen_path', help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.write_frozen:
+        return write_frozen(args, args.write_frozen)
     if args.child:
         return child(args)
     from results_file import write_results
     results = {mode: run_mode(mode, args) for mode in args.modes}
-    settings = {'width': args.width, 'size': args.size, 'tile_size': args.tile, 'tile_overlap': args.overlap,
+    settings = {'source': args.source, 'width': args.width, 'size': args.size, 'tile_size': args.tile, 'tile_overlap': args.overlap,
                 'num_classes': args.num_classes}
     write_results(args.out, {'benchmark': 'tiling', 'settings': settings, 'results': results})
 
