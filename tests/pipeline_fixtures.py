@@ -27,9 +27,11 @@ def build_synthetic(out_dir, num_train=16, num_val=6, size=64, seed=0):
 
 
 def tiny_overrides(data_dir, run_dir, steps=30):
-    """--set overrides for a fast CPU run: 1/8-width VGG, 64 px crops."""
+    """--set overrides for a fast CPU run: 1/8-width VGG FCN-32s, 64 px crops, 5 checkpoints kept
+    (the tests pin what they rely on here, whatever the demo recipe in demo.yaml)."""
     return ['data.dir=%s' % data_dir, 'train.run_dir=%s' % run_dir, 'train.steps=%d' % steps,
-            'model.width=0.125', 'train.crop_size=64', 'train.batch_size=4',
+            'model.name=fcn32s', 'model.width=0.125', 'train.crop_size=64', 'train.batch_size=4',
+            'train.keep_checkpoints=5',
             'train.save_every_steps=10', 'train.summary_every_steps=5', 'train.log_every_steps=10',
             'augment.min_scale=1.0', 'augment.max_scale=1.0', 'train.learning_rate=0.003']
 
