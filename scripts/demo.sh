@@ -13,7 +13,7 @@ python eval.py   --config configs/demo.yaml --set data.dir="$DATA" --set train.r
 python export.py --config configs/demo.yaml --set data.dir="$DATA" --set train.run_dir="$OUT" --out "$OUT/model.pb" "$@"
 # segment the first two val images (never trained on)
 VAL=$(head -n 2 "$DATA"/source/ImageSets/Segmentation/val.txt)
-python predict.py --model "$OUT/model.pb" --out "$OUT/predictions" $(printf "$DATA/source/JPEGImages/%s.jpg " $VAL)
+python predict.py --model "$OUT/model.pb" --out "$OUT/predictions" --overwrite $(printf "$DATA/source/JPEGImages/%s.jpg " $VAL)
 
 echo
 echo "demo finished in $(( $(date +%s) - START )) s"
