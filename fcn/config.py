@@ -356,7 +356,7 @@ CHECKS = {
     'train.batch_size': positive_int(),
     'train.crop_size': Check('a positive multiple of %d, or [height, width] of such (e.g. 512 or [512, 1024])'
                              % STRIDE, _is_crop_size, own_types=True),
-    'train.learning_rate': positive(),
+    'train.learning_rate': non_negative(),  # 0: a step that only restores and saves (tests do)
     'train.lr_schedule': one_of('fixed', 'poly', 'step', 'exponential', 'cosine'),
     'train.lr_power': positive(),
     'train.end_learning_rate': non_negative(),
