@@ -1,13 +1,13 @@
 """Tiled vs whole-image inference of one large image: peak memory and time.
 
   python bench/bench_tiling.py [--width 1.0 --size 2000 3000 --tile 512 512 --overlap 0.25 --num_classes 21]
-  python bench/bench_tiling.py --source frozen --modes tiled --out bench/results/tiling_frozen.json
+  python bench/bench_tiling.py --source saved_model --modes tiled --out bench/results/tiling_saved_model.json
 
 Each mode runs in a fresh process (so peak memory is its own): it builds the inference graph
 of fcn/inference.py (the graph eval and export run) on a uint8 placeholder, initialises the
-model with random weights (the weights do not change memory or time) or, with --source frozen,
-loads the frozen graph of that model written by another process (fcn.export.frozen.FrozenModel,
-as predict.py does; the peak includes loading the .pb), predicts a 64x64
+model with random weights (the weights do not change memory or time) or, with --source frozen
+or saved_model, loads that export of the model, written by another process, as predict.py's
+runners do (the peak includes loading it), predicts a 64x64
 image once to warm up, then predicts one random --size image and reports the wall time of
 that prediction, the process's resident memory before it (graph + weights) and its peak
 resident memory (getrusage ru_maxrss) at the end. The modes run one after the other, never
@@ -43,16 +43,24 @@ def _graph(args, tf, tf1):
     return images, tf.identity(classes, name='SemanticPredictions')
 
 
-def write_frozen(args, path):
-    """--source frozen, first process: the random model's frozen graph, as export.py writes one."""
+def write_export(args, path):
+    """--source frozen|saved_model, first process: the random model exported as export.py does."""
     from fcn.compat import tf, tf1
+    from fcn.export import saved_model
     with tf.Graph().as_default() as graph:
-        _graph(args, tf, tf1)
+        images, classes = _graph(args, tf, tf1)
         with tf1.Session() as sess:
             sess.run(tf1.global_variables_initializer())
-            frozen = tf1.graph_util.convert_variables_to_constants(sess, graph.as_graph_def(), ['SemanticPredictions'])
-    with open(path, 'wb') as f:
-        f.write(frozen.SerializeToString())
+            if args.source == 'frozen':
+                frozen = tf1.graph_util.convert_variables_to_constants(sess, graph.as_graph_def(),
+                                                                       ['SemanticPredictions'])
+                with open(path, 'wb') as f:
+                    f.write(frozen.SerializeToString())
+                return
+            builder = tf1.saved_model.Builder(path)
+            signature = saved_model._signature(saved_model.IMAGES_INPUT, images, classes)
+            builder.add_meta_graph_and_variables(sess, saved_model.TAGS, {saved_model.IMAGES_SIGNATURE: signature})
+            builder.save()
 
 
 def child(args):
@@ -61,8 +69,16 @@ def child(args):
     from fcn.compat import tf, tf1
     if args.source == 'frozen':  # what predict.py does: load the .pb written by another process
         from fcn.export.frozen import FrozenModel
-        model = FrozenModel(args.frozen_path)
+        model = FrozenModel(args.export_path)
         sess, images, classes = model.session, 'ImageTensor:0', 'SemanticPredictions:0'
+    elif args.source == 'saved_model':  # SavedModelRunner's session and tensors, without assets
+        from fcn.export import saved_model
+        sess = tf1.Session(graph=tf.Graph())
+        with sess.graph.as_default():
+            signature = tf1.saved_model.loader.load(sess, saved_model.TAGS, args.export_path).signature_def[
+                saved_model.IMAGES_SIGNATURE]
+        images = signature.inputs[saved_model.IMAGES_INPUT].name
+        classes = signature.outputs[saved_model.OUTPUT_KEY].name
     else:
         tf.Graph().as_default().__enter__()
         images, classes = _graph(args, tf, tf1)
@@ -86,12 +102,12 @@ def run_mode(mode, args):
             '--overlap', str(args.overlap), '--num_classes', str(args.num_classes), '--source', args.source]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2', CUDA_VISIBLE_DEVICES='')
     with tempfile.TemporaryDirectory() as tmp:
-        if args.source == 'frozen':
-            path = os.path.join(tmp, 'model.pb')
-            written = subprocess.run(argv + ['--write_frozen', path], capture_output=True, text=True, env=env)
+        if args.source != 'variables':
+            path = os.path.join(tmp, 'model.pb' if args.source == 'frozen' else 'saved_model')
+            written = subprocess.run(argv + ['--write_export', path], capture_output=True, text=True, env=env)
             if written.returncode != 0:
-                raise SystemExit('freezing failed:\n%s' % written.stderr[-3000:])
-            argv += ['--frozen_path', path]
+                raise SystemExit('export failed:\n%s' % written.stderr[-3000:])
+            argv += ['--export_path', path]
         result = subprocess.run(argv, capture_output=True, text=True, env=env)
     if result.returncode != 0:
         raise SystemExit('%s mode failed:\n%s' % (mode, result.stderr[-3000:]))
@@ -109,14 +125,15 @@ def main():
     parser.add_argument('--num_classes', type=int, default=21)
     parser.add_argument('--modes', nargs='+', default=['tiled', 'whole'], choices=['tiled', 'whole'])
     parser.add_argument('--out', default=os.path.join(REPO, 'bench', 'results', 'tiling.json'))
-    parser.add_argument('--source', default='variables', choices=['variables', 'frozen'],
-                        help='variables: the graph eval builds; frozen: a frozen graph loaded as predict.py does')
+    parser.add_argument('--source', default='variables', choices=['variables', 'frozen', 'saved_model'],
+                        help='variables: the graph eval builds; frozen / saved_model: that export of it, loaded '
+                             'in another process as predict.py does')
     parser.add_argument('--child', choices=['tiled', 'whole'], help=argparse.SUPPRESS)
-    parser.add_argument('--write_frozen', help=argparse.SUPPRESS)
-    parser.add_argument('--frozen_path', help=argparse.SUPPRESS)
+    parser.add_argument('--write_export', help=argparse.SUPPRESS)
+    parser.add_argument('--export_path', help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.write_frozen:
-        return write_frozen(args, args.write_frozen)
+    if args.write_export:
+        return write_export(args, args.write_export)
     if args.child:
         return child(args)
     from results_file import write_results
