@@ -21,6 +21,7 @@ from fcn.compat import tf, tf1
 from fcn.export import frozen
 from fcn.export.frozen import FrozenModel
 from fcn.nets.fcn import build_model
+from inference_fixtures import random_checkpoint
 from pipeline_fixtures import REPO_ROOT, build_synthetic, scalar_series, tiny_config
 
 NUM_CLASSES = 5
@@ -37,28 +38,11 @@ def _config(data_dir, run_dir, *extra):
     return tiny_config(data_dir, run_dir, steps=1000, extra=['eval.interval_secs=0'] + list(extra))
 
 
-def _random_checkpoint(cfg, step, seed):
-    """Saves run_dir/model.ckpt-STEP: initialised trunk, random score and upsampling layers."""
-    with tf.Graph().as_default():
-        tf1.set_random_seed(seed)
-        build_model(tf1.placeholder(tf.float32, [1, None, None, 3]), cfg, NUM_CLASSES, is_training=False)
-        global_step = tf1.train.get_or_create_global_step()
-        rng = np.random.RandomState(seed)
-        with tf1.Session() as sess:
-            sess.run(tf1.global_variables_initializer())
-            for var in tf1.global_variables():
-                if var.op.name.startswith(('vgg_16/fc8/', 'fcn/')):
-                    var.load(rng.normal(0.0, 0.5, var.shape.as_list()).astype(np.float32), sess)
-            global_step.load(step, sess)
-            saver = tf1.train.Saver(save_relative_paths=True)  # the run dir can be copied
-            return saver.save(sess, os.path.join(cfg.train.run_dir, 'model.ckpt'), global_step=step)
-
-
 @pytest.fixture(scope='module')
 def random_run(data_dir, tmp_path_factory):
     """A run dir whose only checkpoint is model.ckpt-1, a random model."""
     cfg = _config(data_dir, str(tmp_path_factory.mktemp('random') / 'run'))
-    _random_checkpoint(cfg, step=1, seed=1)
+    random_checkpoint(cfg, NUM_CLASSES, step=1, seed=1)
     return cfg
 
 
@@ -269,7 +253,7 @@ def test_keep_best_copies_only_improvements(tmp_path):
 def evaluated(random_run, tmp_path_factory):
     """eval --once on a copy of the random run, with a second, different model at step 2."""
     cfg = _fresh_run(random_run, tmp_path_factory.mktemp('evaluated'))
-    _random_checkpoint(cfg, step=2, seed=2)
+    random_checkpoint(cfg, NUM_CLASSES, step=2, seed=2)
     first = eval_lib.evaluate_once(cfg, os.path.join(cfg.train.run_dir, 'model.ckpt-1'), progress=False)
     second = eval_lib.evaluate_once(cfg, os.path.join(cfg.train.run_dir, 'model.ckpt-2'), progress=False)
     return cfg, first, second
