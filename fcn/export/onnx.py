@@ -8,7 +8,8 @@ import logging
 import os
 
 from fcn.compat import tf, tf1, tf2onnx_fresh_node_protos
-from fcn.export import INPUT_NAME, OUTPUT_NAME, common, frozen
+from fcn.export import INPUT_NAME, OUTPUT_NAME, common
+from fcn.export import frozen as frozen_module
 
 OPSET = 17  # ONNX Runtime >= 1.14 runs it; tf2onnx 1.17 converts every op of the graph at 17
 EXTRA = 'onnx'
@@ -24,7 +25,7 @@ def export(frozen, out_path, labels=None, opset=OPSET):
     to the .pb's own sidecar."""
     if isinstance(frozen, (str, os.PathLike)):
         labels = common.read_sidecar(frozen) if labels is None else labels
-        frozen = read_graph_def(frozen)
+        frozen = frozen_module.read_graph_def(frozen)
     if labels is None:
         raise ValueError('onnx.export of a GraphDef needs its labels (num_classes, class_names, palette, ignore_label)')
     data = convert(frozen, opset).SerializeToString()
@@ -35,7 +36,7 @@ def export(frozen, out_path, labels=None, opset=OPSET):
 
 def from_checkpoint(cfg, checkpoint, out_path, opset=OPSET):
     """`export` of the checkpoint's frozen inference graph (eval.scales and eval.flip in it)."""
-    graph_def, info = frozen.freeze_with_info(cfg, checkpoint, tiling=False)
+    graph_def, info = frozen_module.freeze_with_info(cfg, checkpoint, tiling=False)
     return export(graph_def, out_path, info, opset)
 
 
@@ -66,17 +67,6 @@ def _name_dims(model):
     image[1].dim_param, image[2].dim_param = 'height', 'width'
     ids[0].dim_value = 1
     ids[1].dim_param, ids[2].dim_param = 'height', 'width'
-
-
-def read_graph_def(path):
-    common.check_model_file(path, 'export.py')
-    graph_def = tf1.GraphDef()
-    with open(path, 'rb') as f:
-        try:
-            graph_def.ParseFromString(f.read())
-        except Exception:
-            raise ValueError('%s is not a frozen GraphDef written by export.py' % path) from None
-    return graph_def
 
 
 class OnnxModel:
