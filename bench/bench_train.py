@@ -340,7 +340,8 @@ def summarise(times, flops, sgemm_gflops):
     step = statistics.median(per_round)
     gflops = flops / 1e9 / step
     return {'step_s': round(step, 3), 'step_s_per_round': [round(s, 3) for s in per_round],
-            'gflop_per_s': round(gflops, 1), 'fraction_of_sgemm_peak': round(gflops / sgemm_gflops, 3),
+            'gflop_per_s': round(gflops, 1),
+            'fraction_of_sgemm_peak': sgemm_gflops and round(gflops / sgemm_gflops, 3),
             'step_s_all': [[round(s, 3) for s in t] for t in times]}
 
 
@@ -374,9 +375,9 @@ def write_results(args, times, loads):
     from results_file import write_results as write
     flops = fcn_flops(args.crop, args.batch_size, args.width)
     sgemm = [[2 * args.gemm_n ** 3 / 1e9 / s for s in t] for t in times.get('sgemm', [])]
-    sgemm_gflops = statistics.median(max(t) for t in sgemm) if sgemm else float('nan')
+    sgemm_gflops = statistics.median(max(t) for t in sgemm) if sgemm else None
     result = {'gflop_per_step': round(flops / 1e9, 1),
-              'sgemm_gflop_per_s': round(sgemm_gflops, 1),
+              'sgemm_gflop_per_s': sgemm_gflops and round(sgemm_gflops, 1),
               'sgemm_gflop_per_s_per_round': [round(max(t), 1) for t in sgemm]}
     for runner in times:
         if runner != 'sgemm':
