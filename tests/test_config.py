@@ -107,7 +107,7 @@ def test_missing_base_names_the_key_and_the_file_that_names_it(tmp_path):
     # ... and the fix it suggests works: every config inherits the shipped defaults
     text = (tmp_path / 'copy.yaml').read_text().replace('base: base.yaml\n', '')
     (tmp_path / 'copy.yaml').write_text(text)
-    assert load_config(str(tmp_path / 'copy.yaml')).model.width == 0.25
+    assert load_config(str(tmp_path / 'copy.yaml')).model.width == yaml.safe_load(text)['model']['width']
 
 
 def test_shipped_schema_is_the_repository_base_yaml():
