@@ -67,11 +67,10 @@ def child(args):
     """One mode in this process; prints a JSON line with its numbers."""
     import numpy as np
     from fcn.compat import tf, tf1
-    weights = {}  # the frozen runner feeds its large weights with every run
     if args.source == 'frozen':  # what predict.py does: load the .pb written by another process
         from fcn.export.frozen import FrozenModel
         model = FrozenModel(args.export_path)
-        sess, images, classes, weights = model.session, 'ImageTensor:0', 'SemanticPredictions:0', model.weights
+        sess, images, classes = model.session, 'ImageTensor:0', 'SemanticPredictions:0'
     elif args.source == 'saved_model':  # SavedModelRunner's session and tensors, without assets
         from fcn.export import saved_model
         sess = tf1.Session(graph=tf.Graph())
@@ -85,11 +84,11 @@ def child(args):
         images, classes = _graph(args, tf, tf1)
         sess = tf1.Session()
         sess.run(tf1.global_variables_initializer())
-    sess.run(classes, {**weights, images: np.zeros((1, 64, 64, 3), np.uint8)})
+    sess.run(classes, {images: np.zeros((1, 64, 64, 3), np.uint8)})
     image = np.random.RandomState(0).randint(0, 256, (1,) + tuple(args.size) + (3,)).astype(np.uint8)
     before = current_rss_bytes()
     start = time.perf_counter()
-    out = sess.run(classes, {**weights, images: image})
+    out = sess.run(classes, {images: image})
     seconds = time.perf_counter() - start
     assert out.shape == (1,) + tuple(args.size)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

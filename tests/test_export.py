@@ -57,15 +57,15 @@ def test_eval_and_the_frozen_graph_tile_alike(run, tmp_path):
     untiled.close()
 
 
-def test_the_frozen_runner_feeds_its_large_weights_and_predicts_the_same(run, tmp_path):
-    """FrozenModel turns the big weight constants into fed placeholders (memory): the graph it
-    runs holds none of them, and its class ids equal those of the graph as written, tiled."""
+def test_the_frozen_runner_loads_its_large_weights_once_and_predicts_the_same(run, tmp_path):
+    """FrozenModel turns the big weight constants into variables (memory): the graph it runs
+    holds none of them, and its class ids equal those of the graph as written, tiled."""
     cfg, checkpoint = run
     path = str(tmp_path / 'model.pb')
     model = _frozen(cfg, checkpoint, path)
     graph_def = frozen.read_graph_def(path)
     big = {n.name for n in graph_def.node if n.op == 'Const' and len(n.attr['value'].tensor.tensor_content) >= 1 << 20}
-    assert big and {name.split(':')[0] for name in model.weights} == big  # fc6, fc7 at width 0.125
+    assert big and {name.split(':')[0] for name in model.weight_names} == big  # fc6, fc7 at width 0.125
     assert not [op for op in model.graph.get_operations() if op.type == 'Const' and op.name in big]
     from fcn.compat import tf, tf1
     with tf.Graph().as_default() as graph:

@@ -77,7 +77,7 @@ def read_graph_def(model_path):
     return graph_def
 
 
-# Constants larger than this are fed at run time instead of staying in the graph (see FrozenModel).
+# Constants larger than this become variables instead of staying in the graph (see FrozenModel).
 FED_CONSTANT_BYTES = 1 << 20
 
 
@@ -87,9 +87,9 @@ def weights_as_placeholders(graph_def, min_bytes=FED_CONSTANT_BYTES):
 
     A frozen graph holds its weights as constants, and TensorFlow copies a graph's constants
     several times while it imports, optimises and runs it: a full-width FCN-32s (0.55 GB of
-    weights) peaked at 8.85 GB before its first image. Fed, the weights exist once in numpy
-    and the graph the session copies is small. Constants with inputs (inside a loop frame)
-    are left alone."""
+    weights) peaked at 8.85 GB before its first image. Taken out, the weights exist once
+    (FrozenModel loads them into variables) and the graph the session copies is small.
+    Constants with inputs (inside a loop frame) are left alone."""
     weights = {}
     for node in graph_def.node:
         tensor = node.attr['value'].tensor if node.op == 'Const' else None
@@ -108,31 +108,44 @@ def weights_as_placeholders(graph_def, min_bytes=FED_CONSTANT_BYTES):
 class FrozenModel:
     """Loads model.pb (+ model.json) once; `predict(rgb_uint8)` -> class ids [H, W].
 
-    The large weight constants are fed with every run (weights_as_placeholders): the same
-    values, a fraction of the memory."""
+    The large weight constants become variables, loaded once (weights_as_placeholders, then
+    import_graph_def's input_map): the same values, one copy of them in memory."""
 
     def __init__(self, model_path):
         graph_def = read_graph_def(model_path)
-        self.weights = weights_as_placeholders(graph_def)
+        weights = weights_as_placeholders(graph_def)
         self.graph = tf.Graph()
         with self.graph.as_default():
-            tf1.import_graph_def(graph_def, name='')
+            variables, feeds = _weight_variables(weights)
+            tf1.import_graph_def(graph_def, name='', input_map={name: var.value() for name, var in variables.items()})
         del graph_def
         names = {op.name for op in self.graph.get_operations()}
         for tensor in (INPUT_NAME, OUTPUT_NAME):
             if tensor not in names:
                 raise ValueError('%s has no tensor %s:0; was it written by export.py?' % (model_path, tensor))
         self.session = tf1.Session(graph=self.graph)
+        self.session.run([var.initializer for var in variables.values()], feeds)
+        self.weight_names = sorted(weights)
         self.labels = _read_sidecar(model_path)
 
     def predict(self, image_rgb):
-        feed = dict(self.weights)
-        feed[INPUT_NAME + ':0'] = check_image(image_rgb)[None]
-        out = self.session.run(OUTPUT_NAME + ':0', feed)
+        out = self.session.run(OUTPUT_NAME + ':0', {INPUT_NAME + ':0': check_image(image_rgb)[None]})
         return out[0]
 
     def close(self):
         self.session.close()
+
+
+def _weight_variables(weights):
+    """({tensor name: variable}, {initial value placeholder: numpy value}) in the current graph."""
+    variables, feeds = {}, {}
+    with tf1.name_scope('fed_weights'):
+        for i, (name, value) in enumerate(sorted(weights.items())):
+            initial = tf1.placeholder(tf.as_dtype(value.dtype), value.shape, name='initial_%d' % i)
+            variables[name] = tf1.Variable(initial, trainable=False, name='weight_%d' % i, use_resource=True,
+                                           collections=[])
+            feeds[initial] = value
+    return variables, feeds
 
 
 def _read_sidecar(model_path):
