@@ -42,11 +42,13 @@ def _env():
 class _Train:
     """train.py in the background, its merged output collected line by line."""
 
-    def __init__(self, args):
+    def __init__(self, args, kill_after_steps=1):
         self.proc = subprocess.Popen([sys.executable, os.path.join(REPO_ROOT, 'train.py')] + args, cwd=REPO_ROOT,
                                      env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         self.lines = []
-        self.first_step = threading.Event()
+        self.kill_after_steps = kill_after_steps
+        self.steps_logged = 0
+        self.ready = threading.Event()  # kill_after_steps step lines logged (or the process ended)
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
 
@@ -54,8 +56,10 @@ class _Train:
         for line in self.proc.stdout:
             self.lines.append(line)
             if STEP_LINE.match(line):
-                self.first_step.set()
-        self.first_step.set()
+                self.steps_logged += 1
+                if self.steps_logged >= self.kill_after_steps:
+                    self.ready.set()
+        self.ready.set()
 
     def output(self):
         self.reader.join(60)
@@ -78,9 +82,13 @@ def test_train_killed_at_five_random_moments_resumes_to_exactly_train_steps(data
     rng = random.Random(20261122)
     kills = 0
     for attempt in range(KILLS):
-        train = _Train(['--config', 'configs/demo.yaml'] + _overrides(data_dir, run_dir))
-        assert train.first_step.wait(600), train.output()
-        time.sleep(rng.uniform(0.0, 2.0))  # a random moment of training: steps, saves, summaries
+        # A random moment of training (steps, saves, summaries): after 1 to 2 save intervals of
+        # this attempt's steps plus a fraction of a step, so that on a machine of any speed the
+        # five kills come before the last step.
+        train = _Train(['--config', 'configs/demo.yaml'] + _overrides(data_dir, run_dir),
+                       kill_after_steps=rng.randint(1, 2 * SAVE_EVERY))
+        assert train.ready.wait(600), train.output()
+        time.sleep(rng.uniform(0.0, 0.05))
         train.proc.send_signal(signal.SIGKILL)
         code = train.proc.wait(60)
         out = train.output()
@@ -170,7 +178,7 @@ def test_first_lines_say_what_training_starts_from_and_ctrl_c_names_the_checkpoi
     run_dir = str(tmp_path / 'run')
     args = ['--config', 'configs/demo.yaml'] + _overrides(data_dir, run_dir) + ['--set', 'train.log_every_steps=25']
     train = _Train(args)
-    assert train.first_step.wait(600), train.output()
+    assert train.ready.wait(600), train.output()
     assert train.lines[:2] and train.lines[0] == 'training from scratch (init.checkpoint is null)\n'
     assert train.lines[1].startswith('step 1/%d ' % STEPS)  # at once, not after log_every_steps
     while not os.path.exists(os.path.join(run_dir, 'model.ckpt-%d.index' % SAVE_EVERY)):
