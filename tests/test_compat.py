@@ -212,7 +212,7 @@ def test_tf2onnx_node_updates_keep_no_copies_of_the_weights():
     weights = np.arange(4 * 1024 * 1024, dtype=np.float32).reshape(4, 1024, 1024)  # 16 MB
     node = graph.make_const('weights', weights)
     node.update_proto()
-    assert _update_growth_mb(node, 10, patched=False) > 8 * 16  # the gap: one more copy per update
+    assert _update_growth_mb(node, 10, patched=False) > 4 * 16  # the gap: copies pile up (160 MB if every update kept one; 128-160 seen)
     assert _update_growth_mb(node, 10, patched=True) < 2 * 16
     assert (node.op.name, node.op.op_type) == ('weights', 'Const')
     np.testing.assert_array_equal(node.get_tensor_value(as_list=False), weights)
