@@ -4,8 +4,7 @@
 
 Builds an FCN-32s (VGG-16 at model.width --width, 21 VOC classes) with RANDOM weights (speed
 does not depend on their values) as a checkpoint in a run folder, and exports it with the
-project's own export code: frozen graph; SavedModel when `fcn.export.saved_model` exists in
-this checkout (otherwise its row says so); ONNX; TFLite at --size x --size (float32, and each
+project's own export code: frozen graph; SavedModel; ONNX; TFLite at --size x --size (float32, and each
 of --tflite_quantize). The PyTorch line is the same network (same layers, padding and crop,
 the checkpoint's weights) in torch eager mode, what a user might pick instead (the `bench`
 extra: torch==2.13.0, CPU build).
@@ -22,8 +21,6 @@ os.cpu_count() threads).
 Writes bench/results/infer.json (every timing kept), through bench/results_file.py.
 """
 import argparse
-import importlib
-import importlib.util
 import os
 import resource
 import shutil
@@ -42,8 +39,6 @@ from fcn.data import synthetic  # noqa: E402
 from results_file import write_results  # noqa: E402
 
 NUM_CLASSES = 21
-SAVED_MODEL_MODULE = 'fcn.export.saved_model'
-# filled in by i10's bench/bench_tiling.py measurements (peak memory, tiled vs whole image)
 TILING_SLOT = 'peak memory of tiled vs whole-image inference: see bench/results/tiling.json'
 
 
@@ -107,11 +102,11 @@ def export_all(args, work_dir):
     models = os.path.join(work_dir, 'models')
     from fcn.export import onnx, tflite
     from fcn.export.frozen import FrozenModel
+    from fcn.export.saved_model import SavedModelRunner
     path = os.path.join(models, 'model.pb')
     exports = [('frozen graph (TF session)', path, lambda p: FrozenModel(p), export_model(config, 'frozen', path))]
-    if importlib.util.find_spec(SAVED_MODEL_MODULE) is not None:  # always, since issue 10
-        path = os.path.join(models, 'saved_model', '1')
-        exports.append(('SavedModel (TF)', path, saved_model_runner, export_model(config, 'saved_model', path)))
+    path = os.path.join(models, 'saved_model', '1')
+    exports.append(('SavedModel (TF)', path, SavedModelRunner, export_model(config, 'saved_model', path)))
     path = os.path.join(models, 'model.onnx')
     exports.append(('ONNX Runtime', path, lambda p: onnx.OnnxModel(p), export_model(config, 'onnx', path)))
     for quantize in ['none'] + args.tflite_quantize:
@@ -120,16 +115,6 @@ def export_all(args, work_dir):
         name = 'TFLite float32' if quantize == 'none' else 'TFLite %s' % quantize
         exports.append((name, path, lambda p: tflite.TFLiteModel(p, fit='exact', num_threads=args.threads), stats))
     return exports, os.path.join(run_dir, 'model.ckpt-1')
-
-
-def saved_model_runner(path):
-    """The runner class of fcn.export.saved_model (issue 10: the one class there with .predict)."""
-    module = importlib.import_module(SAVED_MODEL_MODULE)
-    runners = [c for c in vars(module).values()
-               if isinstance(c, type) and c.__module__ == module.__name__ and hasattr(c, 'predict')]
-    if len(runners) != 1:
-        raise RuntimeError('%s: expected one runner class with .predict, found %s' % (module.__name__, runners))
-    return runners[0](path)
 
 
 def torch_name():
@@ -250,8 +235,6 @@ def main():
         'image_size': [args.size, args.size], 'batch': 1, 'model': 'fcn32s', 'model_width': args.width,
         'num_classes': NUM_CLASSES, 'weights': 'random (speed does not depend on them)',
         'runs': args.runs, 'rounds': args.rounds, 'warmup': args.warmup, 'threads': args.threads,
-        'saved_model': ('included' if any(name.startswith('SavedModel') for name, _ in runners)
-                        else 'not in this checkout (%s missing)' % SAVED_MODEL_MODULE),
         'peak_rss_mb_all_runners_loaded': round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         'tiling': TILING_SLOT, 'versions': versions(args)})
     write_results(args.out, result)
