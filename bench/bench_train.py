@@ -5,6 +5,8 @@
   python bench/bench_train.py --profile        # per-op times (TF FULL_TRACE, torch.profiler)
   python bench/bench_train.py --runners project,project:onednn,project:data.num_readers=1
                                                # variants: TF_ENABLE_ONEDNN_OPTS=1, config overrides
+  python bench/bench_train.py --runners raw_tf,raw_tf:shape_chosen_grad,torch
+                                               # raw TF with per-shape gradient kernels (an experiment)
 
 The network is VGG-16 FCN-32s (fc6 7x7 and fc7 1x1 as convolutions, fc8 to 21 classes, one
 64x64 stride-32 transposed convolution), dropout 0.5 on fc6/fc7, L2 weight decay 5e-4,
@@ -160,12 +162,42 @@ def _raw_conv(tf, tf1, net, shape, name, weights, relu=True):
     return tf.nn.relu(net) if relu else net
 
 
+def register_shape_chosen_conv_grad(tf):
+    """Registers 'BenchConv2DShapeChosen': Conv2D's gradient computed, per layer shape, by the
+    TensorFlow kernel that bench_conv_layers.py found faster here (stride-1 SAME convolutions
+    only, as in this network): the input gradient as a forward `Conv2D` of the output gradient
+    with the flipped, transposed kernel on large maps (>= 80x80), the filter gradient as
+    `extract_patches` + one `MatMul` on small maps (<= 20x20), TensorFlow's own kernels
+    otherwise. An experiment of what per-shape kernel choice would gain, not used by fcn."""
+    from tensorflow.python.ops import nn_grad
+
+    @tf.RegisterGradient('BenchConv2DShapeChosen')
+    def _grad(op, grad):  # pylint: disable=unused-variable
+        grad_input, grad_filter = nn_grad._Conv2DGrad(op, grad)
+        inputs, kernel = op.inputs
+        k, _, c_in, c_out = kernel.shape.as_list()
+        height, width = inputs.shape.as_list()[1:3]
+        if height * width >= 80 * 80:
+            flipped = tf.reverse(tf.transpose(kernel, [0, 1, 3, 2]), [0, 1])
+            grad_input = tf.nn.conv2d(grad, flipped, 1, 'SAME')
+        if height * width <= 20 * 20:
+            patches = tf.image.extract_patches(inputs, [1, k, k, 1], [1, 1, 1, 1], [1, 1, 1, 1], 'SAME')
+            grad_filter = tf.reshape(tf.matmul(tf.reshape(patches, [-1, k * k * c_in]),
+                                               tf.reshape(grad, [-1, c_out]), transpose_a=True), kernel.shape)
+        return grad_input, grad_filter
+
+
 def run_raw_tf(args):
     import tensorflow as tf
     tf1 = tf.compat.v1
     tf1.disable_eager_execution()
-    with tf.Graph().as_default():
-        train_op = raw_tf_graph(tf, tf1, args.batch_size, args.crop, args.width)
+    with tf.Graph().as_default() as graph:
+        overrides = {}
+        if args.shape_chosen_grad:
+            register_shape_chosen_conv_grad(tf)
+            overrides = {'Conv2D': 'BenchConv2DShapeChosen'}
+        with graph.gradient_override_map(overrides):
+            train_op = raw_tf_graph(tf, tf1, args.batch_size, args.crop, args.width)
         with tf1.Session() as sess:
             sess.run(tf1.global_variables_initializer())
             return time_calls(lambda: sess.run(train_op), args.warmup, args.steps)
@@ -316,7 +348,8 @@ def run_worker(args, runner, extra=()):
 
     `runner` is a name from RUNNERS, optionally with variants after a colon, joined by '+':
     'onednn' sets TF_ENABLE_ONEDNN_OPTS=1, 'KEY=VALUE' is a project config override
-    (e.g. 'project:data.num_preprocess_threads=1+onednn')."""
+    (e.g. 'project:data.num_preprocess_threads=1+onednn'), 'shape_chosen_grad' (raw_tf only)
+    computes convolution gradients as register_shape_chosen_conv_grad says."""
     name, _, variants = runner.partition(':')
     variants = [v for v in variants.split('+') if v]
     command = [sys.executable, os.path.abspath(__file__), '--worker', name,
@@ -325,6 +358,8 @@ def run_worker(args, runner, extra=()):
                '--data_dir', args.data_dir or '', '--threads', str(args.threads)]
     for override in list(args.set) + [v for v in variants if '=' in v]:
         command += ['--set', override]
+    if 'shape_chosen_grad' in variants:
+        command.append('--shape_chosen_grad')
     command += list(extra)
     env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL='2')
     if args.onednn is not None:
@@ -424,6 +459,7 @@ def parse_args():
     parser.add_argument('--profile', action='store_true', help='per-op times instead of the comparison')
     parser.add_argument('--out', default=os.path.join(REPO, 'bench', 'results', 'train.json'))
     parser.add_argument('--worker', choices=RUNNERS, help=argparse.SUPPRESS)
+    parser.add_argument('--shape_chosen_grad', action='store_true', help=argparse.SUPPRESS)
     parser.add_argument('--data_dir', help=argparse.SUPPRESS)
     return parser.parse_args()
 
