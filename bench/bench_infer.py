@@ -32,6 +32,7 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
+sys.path.insert(0, os.path.join(REPO, 'tests'))  # inference_fixtures: the random model
 
 import numpy as np  # noqa: E402
 
@@ -48,29 +49,16 @@ def make_run(run_dir, width, seed=0):
     """A run folder (config.yaml, dataset.json, model.ckpt-1) holding a random FCN-32s; returns
     (cfg, checkpoint)."""
     from fcn import rundir
-    from fcn.compat import tf, tf1
     from fcn.config import load_config
     from fcn.data.info import DatasetInfo
     from fcn.data.palette import VOC_CLASSES, voc_palette
-    from fcn.nets.fcn import build_model
+    from inference_fixtures import random_checkpoint  # tests/: the same random model the export tests use
     cfg = load_config(os.path.join(REPO, 'configs', 'voc.yaml'),
                       ['train.run_dir=%s' % run_dir, 'model.width=%s' % width])
     info = DatasetInfo(num_classes=NUM_CLASSES, class_names=tuple(VOC_CLASSES[:NUM_CLASSES]),
                        palette=tuple(tuple(int(v) for v in c) for c in voc_palette(NUM_CLASSES)), name='voc')
     rundir.write(cfg, info)
-    with tf.Graph().as_default():
-        tf1.set_random_seed(seed)
-        build_model(tf1.placeholder(tf.float32, [1, None, None, 3]), cfg, NUM_CLASSES, is_training=False)
-        global_step = tf1.train.get_or_create_global_step()
-        rng = np.random.RandomState(seed)
-        with tf1.Session() as sess:
-            sess.run(tf1.global_variables_initializer())
-            for var in tf1.global_variables():  # fc8 starts at zero, upscore bilinear: random ones vary the ids
-                if var.op.name.startswith(('vgg_16/fc8/', 'fcn/')):
-                    var.load(rng.normal(0.0, 0.5, var.shape.as_list()).astype(np.float32), sess)
-            global_step.load(1, sess)
-            checkpoint = tf1.train.Saver().save(sess, os.path.join(run_dir, 'model.ckpt'), global_step=1)
-    return cfg, checkpoint
+    return cfg, random_checkpoint(cfg, NUM_CLASSES, step=1, seed=seed)
 
 
 # --- exports: each in a child process (export.py, as a user runs it) ---------------------------
