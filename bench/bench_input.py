@@ -3,7 +3,7 @@
   python bench/bench_input.py [--num_images 200 --batches 40 --crop 512 (or HxW, e.g. 512x1024) --batch_size 8 --repeats 3]
 
 Both decode the same VOC-sized records (500x375 JPEG + PNG label) and run the same
-augmentation (fcn.data.preprocess.preprocess_train: scale 0.5-2.0, pad, crop, flip) into
+augmentation (fcn.input.preprocess.preprocess_train: scale 0.5-2.0, pad, crop, flip) into
 batches of `batch_size`; only the plumbing differs (slim DatasetDataProvider + queue
 runners vs tf.data map/batch/prefetch). The two are timed alternately, --repeats times each,
 so a change in machine load hits both; medians are reported, every timing is kept.
@@ -24,7 +24,8 @@ sys.path.insert(0, os.path.join(REPO, 'bench'))
 from bench_build import write_dataset  # noqa: E402
 from fcn.compat import tf, tf1  # noqa: E402
 from fcn.config import load_config  # noqa: E402
-from fcn.data import build, preprocess, provider, records, voc  # noqa: E402
+from fcn.data import build, records, voc  # noqa: E402
+from fcn.input import preprocess, provider  # noqa: E402
 from fcn.data import info as dataset_info  # noqa: E402
 from results_file import write_results  # noqa: E402
 

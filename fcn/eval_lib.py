@@ -14,7 +14,8 @@ from tqdm import tqdm
 
 from fcn import failures, inference, metrics, rundir, runlock, visualize
 from fcn.compat import latest_checkpoint, tf, tf1
-from fcn.data import provider, records
+from fcn.data import records
+from fcn.input import provider
 from fcn.data.palette import write_palette_png
 
 EVAL_SUBDIR = 'eval'

@@ -10,8 +10,8 @@ from fcn.cluster import done, roles, runtime
 from fcn.compat import loss_scale_optimizer, session_options, set_op_determinism, slim, tf, tf1
 from fcn.config import ConfigError
 from fcn.data import info as dataset_info
-from fcn.data import provider
-from fcn.data.preprocess import train_preprocess_fn
+from fcn.input import provider
+from fcn.input.preprocess import train_preprocess_fn
 from fcn.hooks import TrainingMonitor
 from fcn.nets.fcn import build_model
 from fcn.visualize import colorize_tensor

@@ -11,7 +11,7 @@ from PIL import Image
 from datasets_fixtures import read_examples
 from fcn import eval_lib, train_lib
 from fcn.compat import tf, tf1
-from fcn.data import provider
+from fcn.input import provider
 from fcn.export import frozen
 from fcn.export.frozen import FrozenModel
 from pipeline_fixtures import REPO_ROOT, build_synthetic, run_script, scalar_series, tiny_config, tiny_overrides

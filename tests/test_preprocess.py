@@ -4,7 +4,7 @@ import pytest
 
 from fcn.compat import tf, tf1
 from fcn.config import Config
-from fcn.data import preprocess
+from fcn.input import preprocess
 from fcn.nets.vgg import MEAN_RGB
 
 COLOURS = np.array([[200, 30, 30], [30, 200, 30], [30, 30, 200]], np.uint8)
