@@ -114,10 +114,3 @@ def voc_spec(voc_dir, splits, class_names=VOC_CLASSES, palette=None, name='voc',
     if palette is None:
         palette = voc_palette(len(class_names))
     return DatasetSpec(name, class_names, palette, items, options)
-
-
-def spec_from_args(args):
-    if not args.data_dir:
-        raise DatasetError('--dataset voc needs --data_dir (the VOC2012 folder)')
-    default = DEFAULT_SPLITS + (('train_aug',) if args.sbd_dir else ())
-    return voc_spec(args.data_dir, parse_splits(args.splits, default), sbd_dir=args.sbd_dir)
