@@ -65,12 +65,7 @@ def tree(tmp_path):
 
 
 def build(root, out, *extra):
-    import importlib.util
-    loader = importlib.util.spec_from_file_location('build_tfrecords', os.path.join(REPO_ROOT, 'build_tfrecords.py'))
-    cli = importlib.util.module_from_spec(loader)
-    loader.loader.exec_module(cli)
-    return cli.main(['--dataset', 'ade20k', '--data_dir', root, '--out', out, '--num_workers', '1',
-                     '--no_progress'] + list(extra))
+    return fx.build_in_process('ade20k', root, out, *extra)
 
 
 def test_zero_is_ignored_and_k_becomes_k_minus_1_pixel_for_pixel(tree, tmp_path, capsys):
@@ -99,12 +94,6 @@ def test_class_names_are_objectinfo150s_first_names():
     assert all(0 <= c <= 255 for colour in ade20k.PALETTE for c in colour)
 
 
-def _error(capsys):
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith('error: '), err
-    return err[0]
-
-
 def test_annotation_value_above_150_is_named(tree, tmp_path, capsys):
     root, annotations = tree
     path = os.path.join(root, 'annotations', 'validation', 'ADE_val_00000001.png')
@@ -112,7 +101,7 @@ def test_annotation_value_above_150_is_named(tree, tmp_path, capsys):
     values[0, 0] = 151
     write_annotation(path, values)
     assert build(root, str(tmp_path / 'out'), '--splits', 'val') == 2
-    line = _error(capsys)
+    line = fx.one_error_line(capsys)
     assert path in line and 'label value 151 above 150' in line
 
 
@@ -121,17 +110,17 @@ def test_image_without_its_annotation_is_named(tree, tmp_path, capsys):
     path = os.path.join(root, 'annotations', 'training', 'ADE_train_00000002.png')
     os.remove(path)
     assert build(root, str(tmp_path / 'out'), '--splits', 'train') == 2
-    line = _error(capsys)
+    line = fx.one_error_line(capsys)
     assert path in line and 'annotation not found for image' in line and 'ADE_train_00000002.jpg' in line
 
 
 def test_not_an_ade_folder_and_unknown_split(tree, tmp_path, capsys):
     root, _ = tree
     assert build(root, str(tmp_path / 'out'), '--splits', 'test') == 2
-    assert "unknown ADE20K split 'test' (choose from train, val)" in _error(capsys)
+    assert "unknown ADE20K split 'test' (choose from train, val)" in fx.one_error_line(capsys)
     shutil.rmtree(os.path.join(root, 'annotations'))
     assert build(root, str(tmp_path / 'out')) == 2
-    line = _error(capsys)
+    line = fx.one_error_line(capsys)
     assert root in line and 'not an ADEChallengeData2016 folder: annotations/ is missing' in line
 
 

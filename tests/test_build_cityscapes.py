@@ -65,17 +65,8 @@ def tree(tmp_path):
     return root, write_cityscapes(root)
 
 
-def _cli():
-    import importlib.util
-    loader = importlib.util.spec_from_file_location('build_tfrecords', os.path.join(REPO_ROOT, 'build_tfrecords.py'))
-    cli = importlib.util.module_from_spec(loader)
-    loader.loader.exec_module(cli)
-    return cli
-
-
 def build(root, out, *extra):
-    return _cli().main(['--dataset', 'cityscapes', '--data_dir', root, '--out', out, '--num_workers', '1',
-                        '--no_progress'] + list(extra))
+    return fx.build_in_process('cityscapes', root, out, *extra)
 
 
 def test_label_ids_become_the_19_train_ids_pixel_for_pixel(tree, tmp_path, capsys):
@@ -122,18 +113,12 @@ def test_license_plate_minus_one_as_uint8_is_ignored(tree, tmp_path, capsys):
     assert (example['label'][:4, :4] == 255).all()
 
 
-def _error(capsys):
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith('error: '), err
-    return err[0]
-
-
 def test_folder_without_gtfine_is_a_clear_error(tree, tmp_path, capsys):
     import shutil
     root, _ = tree
     shutil.rmtree(os.path.join(root, 'gtFine'))
     assert build(root, str(tmp_path / 'out')) == 2
-    line = _error(capsys)
+    line = fx.one_error_line(capsys)
     assert root in line and 'not a Cityscapes folder: gtFine/ is missing' in line
 
 
@@ -142,7 +127,7 @@ def test_image_without_its_label_is_named(tree, tmp_path, capsys):
     label = os.path.join(root, 'gtFine', 'train', 'bochum', 'bochum_000000_000313_gtFine_labelIds.png')
     os.remove(label)
     assert build(root, str(tmp_path / 'out')) == 2
-    line = _error(capsys)
+    line = fx.one_error_line(capsys)
     assert label in line and 'label not found for image' in line and 'bochum_000000_000313_leftImg8bit.png' in line
     out = str(tmp_path / 'skipped')
     assert build(root, out, '--skip_bad') == 0
@@ -157,7 +142,7 @@ def test_label_id_outside_the_table_is_named(tree, tmp_path, capsys):
     ids[0, 0], ids[1, 1] = 34, 40
     write_label(path, ids)
     assert build(root, str(tmp_path / 'out'), '--splits', 'train') == 2
-    line = _error(capsys)
+    line = fx.one_error_line(capsys)
     assert path in line and "label values 34, 40 not in Cityscapes' labelIds table (ids 0..33" in line
 
 
@@ -166,14 +151,14 @@ def test_train_id_outside_the_classes_is_named(tree, tmp_path, capsys):
     path = os.path.join(root, 'gtFine', 'val', 'frankfurt', 'frankfurt_000000_000294_gtFine_labelTrainIds.png')
     write_label(path, np.full((HEIGHT, WIDTH), 19, np.uint8))
     assert build(root, str(tmp_path / 'out'), '--label_type', 'labelTrainIds') == 2
-    line = _error(capsys)
+    line = fx.one_error_line(capsys)
     assert path in line and 'label values [19] out of range: must be < 19' in line
 
 
 def test_unknown_split_is_a_clear_error(tree, tmp_path, capsys):
     root, _ = tree
     assert build(root, str(tmp_path / 'out'), '--splits', 'train,test') == 2
-    assert "split 'test' not found: no leftImg8bit/test/ folder" in _error(capsys)
+    assert "split 'test' not found: no leftImg8bit/test/ folder" in fx.one_error_line(capsys)
 
 
 def test_recipe_loads_and_trains_on_the_built_records(tree, tmp_path, capsys):
