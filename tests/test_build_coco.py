@@ -1,4 +1,5 @@
 """COCO -> semantic labels: polygons, compressed / uncompressed RLE, crowds, overlaps, both label maps."""
+import dataclasses
 import json
 import os
 
@@ -36,7 +37,8 @@ def expected_label(scene, class_map):
 
 
 def build_coco(root, out, **kwargs):
-    options = {k: kwargs.pop(k) for k in list(kwargs) if k in build.DEFAULT_OPTIONS}
+    fields = {f.name for f in dataclasses.fields(build.BuildOptions)}
+    options = {k: kwargs.pop(k) for k in list(kwargs) if k in fields}
     return build.build(coco.coco_spec(root, ['train', 'val'], **kwargs), str(out), **options)
 
 

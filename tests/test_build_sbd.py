@@ -55,10 +55,15 @@ def test_train_aug_membership_and_label_sources(trees, tmp_path):
     assert sorted(summary['splits']) == ['train', 'train_aug', 'val']
 
 
-def test_cli_adds_train_aug_when_sbd_dir_given(trees, tmp_path):
+def test_cli_adds_train_aug_when_sbd_dir_given(trees, tmp_path, repo_root):
+    import importlib.util
     voc_dir, sbd_dir, _, _ = trees
-    args = type('Args', (), dict(data_dir=voc_dir, sbd_dir=sbd_dir, splits=None))
-    spec = voc.spec_from_args(args)
+    loader = importlib.util.spec_from_file_location('build_tfrecords', os.path.join(repo_root, 'build_tfrecords.py'))
+    cli = importlib.util.module_from_spec(loader)
+    loader.loader.exec_module(cli)
+    args = cli.make_parser().parse_args(['--dataset', 'voc', '--data_dir', voc_dir, '--sbd_dir', sbd_dir,
+                                         '--out', str(tmp_path / 'out')])
+    spec = cli.voc_spec(args)
     assert list(spec.splits) == ['train', 'val', 'train_aug']
 
 

@@ -42,8 +42,8 @@ def test_labels_have_shapes_void_borders_and_class_colours():
 
 def test_writes_voc_layout_and_builds_records(tmp_path):
     out = str(tmp_path / 'demo')
-    spec = synthetic.spec_from_args(type('Args', (), dict(out=out, num_train=6, num_val=2, size=48, seed=0)))
     source = os.path.join(out, 'source')
+    spec = synthetic.synthetic_spec(source, num_train=6, num_val=2, size=48, seed=0)
     lists = {split: open(os.path.join(source, 'ImageSets', 'Segmentation', split + '.txt')).read().split()
              for split in ('train', 'val')}
     assert len(lists['train']) == 6 and len(lists['val']) == 2

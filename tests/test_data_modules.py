@@ -1,22 +1,39 @@
-"""The data package's layout: description types in fcn.data.spec, one registry of datasets, no
-import cycle between voc and sbd, one reader of summary.json."""
+"""The data package's layout: builders are functions of plain values (build_tfrecords.py maps its
+flags to them, in one table of datasets), description types in fcn.data.spec, no import cycle
+between voc and sbd, one reader of summary.json."""
+import glob
+import importlib
+import inspect
 import os
 import subprocess
 import sys
 
-from fcn.data import build, records, registry, spec
+from fcn.data import build, records, spec
 
 
-def test_one_registry_spec_types_apart_and_no_voc_sbd_cycle(repo_root):
+def _cli(repo_root):
     import importlib.util
     loader = importlib.util.spec_from_file_location('build_tfrecords', os.path.join(repo_root, 'build_tfrecords.py'))
     cli = importlib.util.module_from_spec(loader)
     loader.loader.exec_module(cli)
+    return cli
+
+
+def test_builders_take_plain_values_and_the_script_owns_the_flag_mapping(repo_root):
+    cli = _cli(repo_root)
     [action] = [a for a in cli.make_parser()._actions if a.dest == 'dataset']
-    assert list(action.choices) == registry.names()
-    for name in registry.names():
-        module = registry.module(name)
-        assert hasattr(module, 'spec_from_args') or hasattr(module, 'index_from_args'), name
+    assert list(action.choices) == list(cli.DATASETS)
+    for path in sorted(glob.glob(os.path.join(repo_root, 'fcn', 'data', '*.py'))):
+        module = importlib.import_module('fcn.data.' + os.path.basename(path)[:-3])
+        assert not hasattr(module, 'spec_from_args') and not hasattr(module, 'index_from_args'), path
+        for name, function in inspect.getmembers(module, inspect.isfunction):
+            if function.__module__ == module.__name__:
+                assert 'args' not in inspect.signature(function).parameters, '%s.%s' % (module.__name__, name)
+    assert not os.path.exists(os.path.join(repo_root, 'fcn', 'data', 'registry.py'))
+    assert 'options' not in inspect.signature(build.build).parameters  # named keywords, not a dict passed down
+
+
+def test_spec_types_apart_and_no_voc_sbd_cycle(repo_root):
     assert not hasattr(build, 'DATASET_MODULES')
     assert build.Item is spec.Item and build.DatasetSpec is spec.DatasetSpec and build.DatasetError is spec.DatasetError
     for name in ('read_summary', 'write_summary', 'split_info', 'summary_path'):

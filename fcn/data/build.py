@@ -1,8 +1,8 @@
 """Builds sharded TFRecords + summary.json from a dataset description (see fcn.data.records).
 
-A dataset module (voc, sbd, coco, folder, synthetic; fcn.data.registry) turns command-line
-arguments into a `DatasetSpec` (fcn.data.spec): class names, palette and, per split, a list of
-`Item`s. An item knows its image file and how to load its label; everything else happens
+A dataset module (voc, sbd, coco, folder, synthetic, cityscapes, ade20k) turns plain values
+(folders, split names, label choices; build_tfrecords.py maps its flags to them) into a
+`DatasetSpec` (fcn.data.spec): class names, palette and, per split, a list of `Item`s. An item knows its image file and how to load its label; everything else happens
 here, the same for every dataset: image decoding and checks, label range checks, parallel
 encoding in worker processes, shard writing (temporary name, renamed when complete), resuming,
 and the summary (written through fcn.data.info, statistics from fcn.data.stats).
@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 
 from fcn.data import info as dataset_info
-from fcn.data import records, registry, stats
+from fcn.data import records, stats
 from fcn.data.spec import DatasetSpec, Item  # noqa: F401 (the types build() takes, re-exported)
 from fcn.data.spec import IGNORE_LABEL, DatasetError
 
@@ -230,13 +230,13 @@ def _build_pending(spec, out_dir, split, pending, options):
     """Encodes and writes the pending shards [(shard, fingerprint, items)]; returns their stats."""
     all_items = [item for _, _, items in pending for item in items]
     built = {}
-    with _encoded(all_items, spec.num_classes, options['num_workers']) as results, \
-            _progress(len(all_items), split, options['progress']) as bar:
+    with _encoded(all_items, spec.num_classes, options.num_workers) as results, \
+            _progress(len(all_items), split, options.progress) as bar:
         for shard, expected, items in pending:
             writer, shard_stats = _ShardWriter(out_dir, shard), stats.LabelStats(spec.num_classes, IGNORE_LABEL)
             try:
                 for _ in items:
-                    _add_result(writer, shard_stats, next(results), options['skip_bad'])
+                    _add_result(writer, shard_stats, next(results), options.skip_bad)
                     bar.update(1)
             except BaseException:
                 writer.abort()
@@ -274,12 +274,12 @@ def build_split(spec, out_dir, split, items, options):
     """Writes the shards of one split; returns its summary entry."""
     if not items:
         raise DatasetError('split %r is empty: no images listed' % split)
-    num_shards = min(options['num_shards'] or auto_num_shards(len(items)), len(items))
+    num_shards = min(options.num_shards or auto_num_shards(len(items)), len(items))
     shards = [records.shard_name(split, i, num_shards) for i in range(num_shards)]
     done, pending = {}, []
     for shard, shard_items in zip(shards, partition(items, num_shards)):
         expected = fingerprint(spec, shard_items)
-        saved = None if options['overwrite'] else _load_complete_stats(out_dir, shard, expected)
+        saved = None if options.overwrite else _load_complete_stats(out_dir, shard, expected)
         if saved is None:
             pending.append((shard, expected, shard_items))
         else:
@@ -294,21 +294,26 @@ def build_split(spec, out_dir, split, items, options):
     return entry
 
 
-DEFAULT_OPTIONS = {'num_shards': None, 'num_workers': 1, 'overwrite': False, 'skip_bad': False,
-                   'progress': False, 'seed': 0}
+@dataclasses.dataclass(frozen=True)
+class BuildOptions:
+    """How to build (not what): these never change a record's content, so they are not fingerprinted.
 
-
-def build(spec, out_dir, **options):
-    """Builds every split of `spec` into out_dir and writes summary.json; returns the summary
-    (DatasetInfo.to_dict() of what was written).
-
-    options: num_shards (None = automatic), num_workers, overwrite, skip_bad, progress, seed
-    (the order of examples is shuffled with it, so that shards mix the whole split).
+    num_shards: shards per split (None = automatic); seed: the order of examples is shuffled
+    with it, so that shards mix the whole split.
     """
-    unknown = set(options) - set(DEFAULT_OPTIONS)
-    if unknown:
-        raise TypeError('unknown build options: %s' % ', '.join(sorted(unknown)))
-    options = dict(DEFAULT_OPTIONS, **options)
+    num_shards: int = None
+    num_workers: int = 1
+    overwrite: bool = False
+    skip_bad: bool = False
+    progress: bool = False
+    seed: int = 0
+
+
+def build(spec, out_dir, *, num_shards=None, num_workers=1, overwrite=False, skip_bad=False, progress=False,
+          seed=0):
+    """Builds every split of `spec` into out_dir and writes summary.json; returns the summary
+    (DatasetInfo.to_dict() of what was written). The keywords are BuildOptions' fields."""
+    options = BuildOptions(num_shards, num_workers, overwrite, skip_bad, progress, seed)
     os.makedirs(os.path.join(out_dir, STATE_DIR), exist_ok=True)
     info = _previous_info(out_dir, spec)
     path = dataset_info.summary_path(out_dir)
@@ -317,7 +322,7 @@ def build(spec, out_dir, **options):
         if split in info.splits:
             info = dataclasses.replace(info, splits={k: v for k, v in info.splits.items() if k != split})
             info.write(path)  # readers must not mix old and new shards
-        random.Random('%s:%s' % (options['seed'], split)).shuffle(items)
+        random.Random('%s:%s' % (options.seed, split)).shuffle(items)
         entry = build_split(spec, out_dir, split, items, options)
         info = info.with_split(split, dataset_info.SplitInfo.from_dict(entry, split))
         info.write(path)
@@ -335,15 +340,3 @@ def _previous_info(out_dir, spec):
         return info
     same = (previous.name, previous.class_names, previous.palette) == (info.name, info.class_names, info.palette)
     return dataclasses.replace(info, splits=dict(previous.splits)) if same else info
-
-
-def build_from_args(args):
-    """Dispatches parsed build_tfrecords.py arguments to the dataset module: a dataset to build
-    (its DatasetSpec, built here) or records to index. Returns the summary written."""
-    module = registry.module(args.dataset)
-    if hasattr(module, 'index_from_args'):
-        return module.index_from_args(args).to_dict()
-    spec = module.spec_from_args(args)
-    return build(spec, args.out, num_shards=args.num_shards, num_workers=args.num_workers,
-                 overwrite=args.overwrite, skip_bad=args.skip_bad, progress=not args.no_progress,
-                 seed=args.seed)

@@ -175,10 +175,3 @@ def coco_spec(data_dir, splits, labels='voc20', min_labeled_fraction=0.0):
     options = {'labels': labels, 'min_labeled_fraction': min_labeled_fraction,
                'categories': json.dumps(categories, sort_keys=True)}
     return DatasetSpec('coco', class_names, voc_palette(len(class_names)), items, options)
-
-
-def spec_from_args(args):
-    if not args.data_dir:
-        raise DatasetError('--dataset coco needs --data_dir (the folder holding annotations/)')
-    return coco_spec(args.data_dir, parse_splits(args.splits, DEFAULT_SPLITS), args.labels,
-                     args.min_labeled_fraction)

@@ -237,11 +237,3 @@ def _classes(class_names_file, colors_file):
     if not class_names_file:
         raise DatasetError('--dataset folder needs --class_names (one name a line) or --colors (a colour table)')
     return read_class_names(class_names_file), None, []
-
-
-def spec_from_args(args):
-    if not args.images or not args.masks:
-        raise DatasetError('--dataset folder needs --images and --masks')
-    mask_map = parse_mask_map(args.mask_map) if getattr(args, 'mask_map', None) else None
-    return folder_spec(args.images, args.masks, args.class_names, args.colors, args.train_list, args.val_list,
-                       args.val_fraction, args.seed, mask_map)

@@ -15,19 +15,9 @@ import numpy as np
 from fcn.data import info as dataset_info
 from fcn.data import records, stats
 from fcn.data.palette import voc_palette
-from fcn.data.spec import DatasetError, read_class_names
+from fcn.data.spec import DatasetError
 
 NAME = 'records'
-
-
-def index_from_args(args):
-    if not args.data_dir:
-        raise DatasetError('--dataset records needs --data_dir (the folder of *.tfrecord shards)')
-    if args.num_classes is None:
-        raise DatasetError('--dataset records needs --num_classes (the number of classes the labels use)')
-    names = read_class_names(args.class_names) if args.class_names else None
-    splits = [s for s in (args.splits or '').split(',') if s] or None
-    return index(args.data_dir, args.out, args.num_classes, names, args.ignore_label, splits)
 
 
 def index(data_dir, out_dir, num_classes, class_names=None, ignore_label=255, splits=None):

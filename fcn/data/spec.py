@@ -1,7 +1,7 @@
 """What a dataset is made of, before any building: `DatasetSpec` (classes, palette, splits of
 `Item`s), the data errors, and the list / path helpers the dataset modules share.
 
-A dataset module (voc, sbd, coco, folder, synthetic) turns its arguments into a DatasetSpec;
+A dataset module (voc, sbd, coco, folder, synthetic, ...) turns plain values into a DatasetSpec;
 fcn.data.build turns a DatasetSpec into shards. This module imports nothing heavy.
 """
 import os

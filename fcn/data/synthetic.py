@@ -126,9 +126,9 @@ def ensure_source(root, num_train, num_val, size, seed):
     return params
 
 
-def spec_from_args(args):
-    if args.num_train < 1 or args.num_val < 1 or args.size < 32:
+def synthetic_spec(source_dir, num_train, num_val, size, seed):
+    """The DatasetSpec of the generated set, written (once per parameters) as a VOC folder at source_dir."""
+    if num_train < 1 or num_val < 1 or size < 32:
         raise DatasetError('synthetic needs --num_train >= 1, --num_val >= 1 and --size >= 32')
-    root = os.path.join(args.out, 'source')
-    params = ensure_source(root, args.num_train, args.num_val, args.size, args.seed)
-    return voc.voc_spec(root, ['train', 'val'], class_names=CLASS_NAMES, name='synthetic', options=params)
+    params = ensure_source(source_dir, num_train, num_val, size, seed)
+    return voc.voc_spec(source_dir, ['train', 'val'], class_names=CLASS_NAMES, name='synthetic', options=params)
