@@ -4,6 +4,7 @@ import os
 import sys
 
 from fcn.config import add_config_args, load_config
+from fcn.stopping import Stopped
 
 DEBUG_ENV = 'FCN_DEBUG'
 VERBOSE_ENV = 'FCN_VERBOSE'  # read by fcn.compat when it imports TensorFlow
@@ -46,6 +47,9 @@ def run_main(main):
         message = e.args[0] if isinstance(e, KeyError) and e.args else e
         print('error: %s' % message, file=sys.stderr)
         sys.exit(2)
+    except Stopped as e:  # SIGTERM or SIGUSR1 (fcn.stopping): the message names the checkpoint kept
+        print(e, file=sys.stderr)
+        sys.exit(e.exit_status)
     except KeyboardInterrupt as e:  # fcn.failures.Interrupted names the checkpoint kept
         print(e.args[0] if e.args else 'interrupted', file=sys.stderr)
         sys.exit(130)

@@ -152,3 +152,31 @@ def wait_for(condition, timeout, poll_secs=POLL_SECS):
             return False
         time.sleep(poll_secs)
     return True
+
+
+def end_with_the_chief(done_path, since, who):
+    """The stop callback of a ps task or a worker that is not the chief: waits for the chief's
+    `cluster.done` (written after its checkpoint) and exits 0, or exits 128 + the signal
+    after WAIT_FOR_CHIEF_SECS without it."""
+    from fcn.cluster.done import written_since
+
+    def end(signum):
+        if wait_for(lambda: written_since(done_path, since), WAIT_FOR_CHIEF_SECS):
+            exit_now('%s: stopped by %s once the chief was done' % (who, signal_name(signum)), 0)
+        exit_now('%s stopped by %s: the chief did not write %s within %d s' % (
+            who, signal_name(signum), done_path, WAIT_FOR_CHIEF_SECS), exit_status(signum))
+    return end
+
+
+def abandon_if_step_hangs(signals, stop_hook, abandon, grace_secs=CHIEF_STEP_GRACE_SECS):
+    """The chief's stop callback: returns once `stop_hook` (fcn.hooks.StopOnSignal) has
+    asked the session to stop; calls `abandon(signum)` instead when a step has been in
+    flight for `grace_secs` since the signal (with synchronous replicas it waits for a
+    gradient from a worker that may be gone), which never happens during the start-up."""
+    def watch(signum):
+        while not stop_hook.stopping.wait(POLL_SECS):
+            started = stop_hook.step_started
+            if started is not None and time.monotonic() - max(started, signals.received_at) > grace_secs:
+                abandon(signum)
+                return
+    return watch

@@ -1,9 +1,13 @@
 """What this process of a job does, decided in one place from its role (fcn.cluster.roles):
 
-    ps          serves variables until the chief writes <train.run_dir>/cluster.done
+    ps          serves variables until the chief writes <train.run_dir>/cluster.done (also
+                after SIGTERM / SIGUSR1: the chief's last checkpoint is read from it, fcn.stopping)
     evaluator   evaluates each new checkpoint of the run (TFJob's evaluator; not in the cluster)
     chief, worker, or a single process (no cluster)   trains (fcn.train_lib.train)
 """
+import time
+
+from fcn import stopping
 from fcn.cluster import done, roles
 
 
@@ -29,4 +33,7 @@ def serve_parameters(cfg, cluster_info, log=print):
     from fcn.cluster import runtime
     server = runtime.start_server(cluster_info)
     log('ps %d serving at %s until the chief is done' % (cluster_info.task_index, cluster_info.address))
-    runtime.serve_forever(server, done.done_file(cfg.train.run_dir))
+    done_file = done.done_file(cfg.train.run_dir)
+    with stopping.StopSignals() as signals:  # a stopped job: serve until the chief has saved
+        signals.on_stop(stopping.end_with_the_chief(done_file, time.time(), 'ps %d' % cluster_info.task_index))
+        runtime.serve_forever(server, done_file)
