@@ -3,15 +3,16 @@
 In a cluster job (TF_CONFIG or a Slurm step) the process's role decides what it does:
 ps tasks serve variables, the evaluator evaluates, chief and workers train (fcn/task.py).
 """
-from fcn import cli
+from fcn import cli, stopping
 
 
 def main():
-    args = cli.config_parser(__doc__).parse_args()
-    cfg = cli.load(args)
-    from fcn import task
-    from fcn.cluster import roles
-    task.run(cfg, roles.resolve())
+    with stopping.StopSignals() as signals:  # first: a SIGTERM while TensorFlow loads stops cleanly too
+        args = cli.config_parser(__doc__).parse_args()
+        cfg = cli.load(args)
+        from fcn import task
+        from fcn.cluster import roles
+        task.run(cfg, roles.resolve(), signals=signals)
 
 
 if __name__ == '__main__':

@@ -208,22 +208,26 @@ def _scaffold(cfg, graph):
         return tf1.train.Scaffold(init_fn=init_fn, saver=saver), init_fn, latest is not None
 
 
-def train(cfg, cluster_info=None, log=print):
+def train(cfg, cluster_info=None, log=print, signals=None):
     """Trains to `train.steps`, resuming from the run dir; returns the final global step.
 
     `cluster_info` (fcn.cluster.roles.resolve()) makes this process a chief or worker task
     of a cluster job (fcn.task runs the other roles): workers train, the chief alone
     initialises, writes checkpoints and summaries. SIGTERM and SIGUSR1 stop training after
     the step in flight, with a checkpoint of it (fcn.stopping): raises stopping.Stopped.
+    `signals`: an active stopping.StopSignals (train.py enters one first thing); None: one is
+    entered here.
     """
+    if signals is None:
+        with stopping.StopSignals() as signals:
+            return train(cfg, cluster_info, log, signals)
     run_dir = cfg.train.run_dir
-    with stopping.StopSignals() as signals:
-        if not roles.is_chief(cluster_info):
-            signals.on_stop(stopping.end_with_the_chief(done.done_file(run_dir), time.time(),
-                                                        'worker %d' % cluster_info.task_index))
-            return _train(cfg, cluster_info, log, signals)
-        with runlock.TrainerLock(run_dir, 'train.py', log) as lock:  # one trainer (chief) per run dir
-            step = _train(cfg, cluster_info, log, signals, lock)
+    if not roles.is_chief(cluster_info):
+        signals.on_stop(stopping.end_with_the_chief(done.done_file(run_dir), time.time(),
+                                                    'worker %d' % cluster_info.task_index))
+        return _train(cfg, cluster_info, log, signals)
+    with runlock.TrainerLock(run_dir, 'train.py', log) as lock:  # one trainer (chief) per run dir
+        step = _train(cfg, cluster_info, log, signals, lock)
     if signals.signum is not None and (step is None or step < cfg.train.steps):
         checkpoint = tf1.train.latest_checkpoint(run_dir)
         raise stopping.Stopped('stopped by %s at step %d: checkpoint %s kept' % (

@@ -50,7 +50,7 @@ def slurm_conf(folder, host, ctld_port, slurmd_port, munge_socket, cpus=2):
         'SlurmUser=root',
         'SlurmdUser=root',
         'AuthType=auth/munge',
-        'AuthInfo=socket=%s' % munge_socket,
+        'AuthInfo=socket=%s,cred_expire=10' % munge_socket,  # also how long a requeued job waits (default 120 s)
         'CredType=cred/munge',
         'ProctrackType=proctrack/linuxproc',
         'TaskPlugin=task/none',
