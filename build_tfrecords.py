@@ -3,6 +3,8 @@
   python build_tfrecords.py --dataset synthetic --out data/demo
   python build_tfrecords.py --dataset voc --data_dir VOC2012 [--sbd_dir SBD/dataset] --out data/voc
   python build_tfrecords.py --dataset coco --data_dir coco --labels voc20 --out data/coco-voc
+  python build_tfrecords.py --dataset cityscapes --data_dir cityscapes --out data/cityscapes [--label_type labelTrainIds]
+  python build_tfrecords.py --dataset ade20k --data_dir ADEChallengeData2016 --out data/ade20k
   python build_tfrecords.py --dataset folder --images my/images --masks my/masks \\
       --class_names my/classes.txt --out data/mine [--val_fraction 0.1 --seed 0] [--mask_map 255:1]
   python build_tfrecords.py --dataset records --data_dir deeplab/tfrecord --num_classes 21 \\
@@ -64,6 +66,18 @@ def folder_spec(args):
                               args.val_list, args.val_fraction, args.seed, mask_map)
 
 
+def cityscapes_spec(args):
+    from fcn.data import cityscapes
+    _require(args, 'cityscapes', data_dir='the folder holding leftImg8bit/ and gtFine/')
+    return cityscapes.cityscapes_spec(args.data_dir, _splits(args, cityscapes.DEFAULT_SPLITS), args.label_type)
+
+
+def ade20k_spec(args):
+    from fcn.data import ade20k
+    _require(args, 'ade20k', data_dir='the ADEChallengeData2016 folder')
+    return ade20k.ade20k_spec(args.data_dir, _splits(args, ade20k.DEFAULT_SPLITS))
+
+
 def index_records(args):
     from fcn.data import index_records as indexer
     from fcn.data.spec import read_class_names
@@ -75,7 +89,7 @@ def index_records(args):
 
 
 DATASETS = {'voc': voc_spec, 'synthetic': synthetic_spec, 'coco': coco_spec, 'folder': folder_spec,
-            'records': index_records}  # the one list of --dataset names
+            'cityscapes': cityscapes_spec, 'ade20k': ade20k_spec, 'records': index_records}  # the one list of --dataset names
 INDEXERS = ('records',)  # these index records that exist; the others return a DatasetSpec to build
 
 
@@ -97,15 +111,19 @@ def make_parser():
     p.add_argument('--verify', metavar='DIR', help='instead of building: check every record of every shard in DIR '
                                                    '(checksums, image and label decode) and name the bad ones')
     p.add_argument('--splits', help='comma-separated splits to build (voc: default train,val[,train_aug]; '
-                                    'coco: default train,val; records: default every split found)')
-    g = p.add_argument_group('voc / sbd / coco')
-    g.add_argument('--data_dir', help='VOC2012 folder (voc), COCO root with annotations/ (coco) or the folder '
-                                      'of *.tfrecord shards (records)')
+                                    'coco, cityscapes, ade20k: default train,val; records: default every split found)')
+    g = p.add_argument_group('voc / sbd / coco / cityscapes / ade20k')
+    g.add_argument('--data_dir', help='VOC2012 folder (voc), COCO root with annotations/ (coco), the folder holding '
+                                      'leftImg8bit/ and gtFine/ (cityscapes), ADEChallengeData2016 (ade20k) or the '
+                                      'folder of *.tfrecord shards (records)')
     g.add_argument('--sbd_dir', help='SBD "dataset" folder (cls/*.mat, train.txt, val.txt): adds train_aug')
     g.add_argument('--labels', default='voc20', choices=['voc20', 'coco'],
                    help='coco label map: voc20 (VOC classes, other categories background) or coco (80 + background)')
     g.add_argument('--min_labeled_fraction', type=float, default=0.0,
                    help='coco: leave out training images whose non-background labelled area is below this fraction')
+    g.add_argument('--label_type', default='labelIds', choices=['labelIds', 'labelTrainIds'],
+                   help="cityscapes: read *_gtFine_labelIds.png (mapped to the 19 training ids of cityscapesScripts' "
+                        "labels.py) or *_gtFine_labelTrainIds.png (taken as they are)")
     g = p.add_argument_group('folder')
     g.add_argument('--images', help='folder of images')
     g.add_argument('--masks', help='folder of masks, matched to images by file stem')

@@ -333,6 +333,11 @@ def _is_lr_multipliers(value):
         for pair in value)
 
 
+# The choice tuples, owned here: fcn.nets.fcn, fcn.optim and fcn.losses import them.
+MODEL_NAMES = ('fcn32s', 'fcn16s', 'fcn8s')
+UPSAMPLE_MODES = ('learnable', 'fixed')
+LR_SCHEDULES = ('fixed', 'poly', 'step', 'exponential', 'cosine')
+OPTIMIZERS = ('momentum', 'sgd', 'adam', 'rmsprop')
 CLASS_WEIGHT_METHODS = ('median_frequency', 'inverse_frequency', 'none')
 
 CHECKS = {
@@ -347,21 +352,21 @@ CHECKS = {
     'augment.contrast': fraction(low_open=False),
     'augment.saturation': fraction(low_open=False),
     'augment.hue': Check('a number in [0, 0.5]', lambda v: _is_number(v) and 0 <= v <= 0.5),
-    'model.name': one_of('fcn32s', 'fcn16s', 'fcn8s'),
+    'model.name': one_of(*MODEL_NAMES),
     'model.width': positive(),
     'model.dropout_keep_prob': fraction(),
     'model.weight_decay': non_negative(),
-    'model.upsample': one_of('learnable', 'fixed'),
+    'model.upsample': one_of(*UPSAMPLE_MODES),
     'train.steps': positive_int(),
     'train.batch_size': positive_int(),
     'train.crop_size': Check('a positive multiple of %d, or [height, width] of such (e.g. 512 or [512, 1024])'
                              % STRIDE, _is_crop_size, own_types=True),
     'train.learning_rate': non_negative(),  # 0: a step that only restores and saves (tests do)
-    'train.lr_schedule': one_of('fixed', 'poly', 'step', 'exponential', 'cosine'),
+    'train.lr_schedule': one_of(*LR_SCHEDULES),
     'train.lr_power': positive(),
     'train.end_learning_rate': non_negative(),
     'train.momentum': fraction(low_open=False, high_open=True),
-    'train.optimizer': one_of('momentum', 'sgd', 'adam', 'rmsprop'),
+    'train.optimizer': one_of(*OPTIMIZERS),
     'train.warmup_steps': non_negative_int(),
     'train.warmup_start_factor': fraction(low_open=False),
     'train.decay_steps': positive_int(),

@@ -14,6 +14,7 @@ from tqdm import tqdm
 
 from fcn import deploy, failures, inference, metrics, rundir, runlock, visualize
 from fcn.compat import latest_checkpoint, tf, tf1, visible_gpus
+from fcn.data import info as dataset_info
 from fcn.data import records
 from fcn.input import provider
 from fcn.data.palette import write_palette_png
@@ -35,7 +36,7 @@ class EvalGraph:
         self.cfg = cfg
         self.graph = tf.Graph()
         with self.graph.as_default():
-            self.dataset = provider.dataset_from_config(cfg, split or cfg.data.eval_split)
+            self.dataset = provider.get_dataset(cfg.data.dir, split or cfg.data.eval_split, dataset_info.for_config(cfg))
             self.num_records = sum(records.count_records(path) for path in self.dataset.data_sources)
             example = provider.eval_example(self.dataset)
             self.predictions = inference.predict_classes(example['images'], self.dataset.num_classes,

@@ -16,13 +16,54 @@ Class weights can be given as numbers or computed from the per-class pixel count
 build_tfrecords.py writes to summary.json (`class_weights_from_counts`, `resolve_class_weights`,
 which takes the training split's `fcn.data.info.SplitInfo`).
 """
+import dataclasses
 import numbers
 
 import numpy as np
 
 from fcn.compat import tf, tf1
+from fcn.config import CLASS_WEIGHT_METHODS as WEIGHT_METHODS
 
-WEIGHT_METHODS = ('median_frequency', 'inverse_frequency', 'none')
+
+@dataclasses.dataclass(frozen=True)
+class LossTerm:
+    """One term of the loss: `name` (cross_entropy), its weight in the sum."""
+    name: str = 'cross_entropy'
+    weight: float = 1.0
+
+
+@dataclasses.dataclass(frozen=True)
+class LossOptions:
+    """The terms summed into the data loss, and cross_entropy's options: its class weights
+    (resolved, see `resolve_class_weights`) and hard-pixel mining (`annealed_top_k`)."""
+    terms: tuple = (LossTerm(),)
+    class_weights: tuple = None
+    top_k_percent: float = 1.0
+    hard_mining_anneal_steps: int = 0
+
+
+def weighted_loss(logits, labels, num_classes, ignore_label, options, global_step=None):
+    """The data loss of `options` (LossOptions): (sum of weight * term, {term name: term}).
+
+    Like `segmentation_loss`, adds nothing to a collection; weight decay is not part of it.
+    """
+    values = {}
+    for term in options.terms:
+        values[term.name] = _TERM_FNS[term.name](logits, labels, num_classes, ignore_label, options, global_step)
+    total = tf.add_n([term.weight * values[term.name] for term in options.terms])
+    return total, values
+
+
+def _cross_entropy(logits, labels, num_classes, ignore_label, options, global_step):
+    top_k = options.top_k_percent
+    if options.hard_mining_anneal_steps and top_k < 1.0:
+        top_k = annealed_top_k(global_step, top_k, options.hard_mining_anneal_steps)
+    weights = None if options.class_weights is None else list(options.class_weights)
+    return segmentation_loss(logits, labels, num_classes, ignore_label, class_weights=weights,
+                             top_k_percent=top_k, scope='cross_entropy')
+
+
+_TERM_FNS = {'cross_entropy': _cross_entropy}
 
 
 def segmentation_loss(logits, labels, num_classes, ignore_label=255, class_weights=None,
@@ -129,17 +170,16 @@ def class_weights_from_counts(pixel_counts, method='median_frequency', present_p
     return weights
 
 
-def resolve_class_weights(cfg_loss, split=None, num_classes=None):
+def resolve_class_weights(value, split=None, num_classes=None):
     """Turns `loss.class_weights` into None (unweighted) or a list of num_classes floats.
 
     Args:
-      cfg_loss: the `loss:` config section; its class_weights is null, 'none', a list of
-        numbers, or a method name of `class_weights_from_counts`.
+      value: the value of loss.class_weights: null, 'none', a list of numbers, or a method
+        name of `class_weights_from_counts`.
       split: the training split's `fcn.data.info.SplitInfo`; a method name needs its
         class_pixel_counts (and, for median_frequency, class_present_pixel_counts).
       num_classes: expected length; defaults to the length of the split's pixel counts.
     """
-    value = cfg_loss.class_weights
     counts = split.class_pixel_counts if split is not None else None
     if num_classes is None and counts is not None:
         num_classes = len(counts)

@@ -84,6 +84,29 @@ def truncate_file(path, keep_fraction=0.5):
         f.write(data[:int(len(data) * keep_fraction)])
 
 
+def build_cli():
+    """build_tfrecords.py loaded as a module (its main(argv) returns the exit code)."""
+    import importlib.util
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    loader = importlib.util.spec_from_file_location('build_tfrecords', os.path.join(root, 'build_tfrecords.py'))
+    cli = importlib.util.module_from_spec(loader)
+    loader.loader.exec_module(cli)
+    return cli
+
+
+def build_in_process(dataset, data_dir, out, *extra):
+    """build_tfrecords.py main() for --dataset on one worker, no progress bar; the exit code."""
+    return build_cli().main(['--dataset', dataset, '--data_dir', data_dir, '--out', out, '--num_workers', '1',
+                             '--no_progress'] + list(extra))
+
+
+def one_error_line(capsys):
+    """The captured stderr, asserted to be exactly one `error: ...` line."""
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith('error: '), err
+    return err[0]
+
+
 def read_examples(out_dir, split):
     """All examples of a built split, decoded with TensorFlow: a list of dicts.
 

@@ -5,6 +5,8 @@ With an SBD folder, the `train_aug` split is added (see fcn.data.sbd).
 """
 import os
 
+import numpy as np
+
 from fcn.data import sbd
 from fcn.data.spec import BadItem, DatasetError, DatasetSpec, Item, parse_splits, read_list, safe_join
 from fcn.data.palette import VOC_CLASSES, index_array, open_image, voc_palette
@@ -47,6 +49,27 @@ class IndexPngItem(Item):
 
     def load_label(self, height, width):
         return read_index_label(self.label_path)
+
+
+class MappedIndexItem(IndexPngItem):
+    """An index PNG whose values pass through a 256-entry table (e.g. Cityscapes' labelIds -> train ids).
+
+    table[value] is the class id (or 255) a label value becomes, -1 where the value is not
+    allowed: those values are an error saying `unknown` (what the allowed values are).
+    """
+
+    def __init__(self, name, image_path, label_path, table, unknown):
+        super().__init__(name, image_path, label_path)
+        self.table, self.unknown = tuple(table), unknown
+
+    def load_label(self, height, width):
+        values = read_index_label(self.label_path)
+        mapped = np.asarray(self.table, np.int16)[values]
+        if (mapped < 0).any():
+            bad = np.unique(values[mapped < 0]).tolist()
+            raise DatasetError('label value%s %s %s' % ('s' if len(bad) > 1 else '', ', '.join(map(str, bad[:8])),
+                                                          self.unknown), self.label_path)
+        return mapped.astype(np.uint8)
 
 
 def image_path(voc_dir, stem):
