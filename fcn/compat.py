@@ -27,7 +27,9 @@ on 2.21 and `pytest -m tf_subset` on 2.12 and 2.15):
 - start-up noise: importing TensorFlow and its first look for a GPU write absl lines to file
   descriptor 2 (`WARNING: All log messages before absl::InitializeLog()`, `cudart_stub.cc ...
   Could not find cuda drivers`, `E0000 ... failed call to cuInit` on a machine without a GPU,
-  oneDNN and CPU-feature notices) that TF_CPP_MIN_LOG_LEVEL does not silence. `quiet_stderr`
+  oneDNN and CPU-feature notices) that TF_CPP_MIN_LOG_LEVEL does not silence; TF 2.15 and
+  older write them as `2026-12-03 12:18:39.154586: E .../cuda_dnn.cc:9261] Unable to register
+  cuDNN factory ...` (2.15: three such E lines at import) instead of absl's `E1203 ...` form. `quiet_stderr`
   captures descriptor 2 around the import and the GPU probe and passes on every other line;
   `FCN_DEBUG=1` or `FCN_VERBOSE=1` (the scripts' --verbose) shows everything.
 - `tf.lite.Interpreter` warns on every construction that it is deprecated in favour of the
@@ -52,6 +54,9 @@ NOISE = re.compile(
     r'^WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR'
     r'|^[IW]\d{4} [\d:. ]+\d+ [\w.]+:\d+\] '                  # absl INFO / WARNING lines
     r'|^E\d{4} [\d:. ]+\d+ [\w.]+:\d+\] (failed call to cuInit|Unable to register cu\w+ factory)'
+    # TensorFlow <= 2.15 logs in its own format: "2026-12-03 12:18:39.154586: E path/file.cc:9261] ..."
+    r'|^\d{4}-\d\d-\d\d [\d:.]+: [IW] [\w./]+:\d+\] '
+    r'|^\d{4}-\d\d-\d\d [\d:.]+: E [\w./]+:\d+\] (failed call to cuInit|Unable to register cu\w+ factory)'
     r'|oneDNN custom operations are on|^To enable the following instructions:'
     r'|This TensorFlow binary is optimized to use available CPU instructions'
     r'|^TF-TRT Warning')

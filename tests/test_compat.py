@@ -151,8 +151,14 @@ NOISE = (b'WARNING: All log messages before absl::InitializeLog() is called are 
          b'Failed call to cuInit: UNKNOWN ERROR (303)\n'
          b'I0000 00:00:1795361784.975702    3494 cpu_feature_guard.cc:227] This TensorFlow binary is optimized to '
          b'use available CPU instructions in performance-critical operations.\n'
-         b'To enable the following instructions: AVX2 FMA, in other operations, rebuild TensorFlow.\n')
+         b'To enable the following instructions: AVX2 FMA, in other operations, rebuild TensorFlow.\n'
+         # TensorFlow 2.15's own format (its import writes these three E lines)
+         b'2026-12-03 12:18:39.154586: E external/local_xla/xla/stream_executor/cuda/cuda_dnn.cc:9261] Unable to '
+         b'register cuDNN factory: Attempting to register factory for plugin cuDNN when one has already been registered\n'
+         b'2026-12-03 12:18:39.052536: I external/local_tsl/tsl/cuda/cudart_stub.cc:31] Could not find cuda drivers '
+         b'on your machine, GPU will not be used.\n')
 REAL = (b'E0000 00:00:1795361793.926818    3660 op_kernel.cc:1830] OP_REQUIRES failed: something real\n'
+        b'2026-12-03 12:18:42.637017: E tensorflow/core/framework/op_kernel.cc:1830] OP_REQUIRES failed: real too\n'
         b'a line of our own\n')
 
 
