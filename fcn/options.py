@@ -8,7 +8,7 @@ were checked when the config was loaded (fcn.config.CHECKS); this only converts 
 import dataclasses
 
 from fcn import losses, optim
-from fcn.config import crop_size
+from fcn.config import LOSS_TERM_OPTIONS, crop_size
 from fcn.input.preprocess import AugmentOptions
 from fcn.input.provider import InputOptions
 from fcn.nets.fcn import ModelOptions
@@ -80,6 +80,14 @@ def loss(cfg, info):
     """LossOptions; loss.class_weights resolved against the training split of `info`."""
     weights = losses.resolve_class_weights(cfg.loss.class_weights, info.split(cfg.data.train_split),
                                            info.num_classes)
-    return losses.LossOptions(class_weights=None if weights is None else tuple(weights),
+    return losses.LossOptions(terms=tuple(loss_term(term) for term in cfg.loss.terms),
+                              class_weights=None if weights is None else tuple(weights),
                               top_k_percent=float(cfg.loss.top_k_percent),
                               hard_mining_anneal_steps=int(cfg.loss.hard_mining_anneal_steps))
+
+
+def loss_term(term):
+    """A LossTerm from one (checked) entry of loss.terms: {name, weight, options of that loss}."""
+    term_options = {option: float(term.get(option, default))
+                    for option, default in LOSS_TERM_OPTIONS[term['name']].items()}
+    return losses.LossTerm(name=term['name'], weight=float(term.get('weight', 1.0)), **term_options)
