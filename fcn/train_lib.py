@@ -7,7 +7,7 @@ config. Restarting the same command resumes from the run dir's latest checkpoint
 
 from fcn import accumulate, checkpoints, deploy, failures, losses, optim, options, rundir, runlock, summaries
 from fcn.cluster import done, roles, runtime
-from fcn.compat import loss_scale_optimizer, session_options, set_op_determinism, slim, tf, tf1
+from fcn.compat import loss_scale_optimizer, session_options, set_op_determinism, slim, tf, tf1, visible_gpus
 from fcn.config import ConfigError
 from fcn.data import info as dataset_info
 from fcn.input import provider
@@ -163,9 +163,11 @@ def _trainable_variables(scopes):
 
 
 def session_config(cfg):
-    """The training sessions' ConfigProto: soft placement, train.xla, train.mixed_precision."""
-    return session_options(tf1.ConfigProto(allow_soft_placement=True),
-                           xla=cfg.train.xla, mixed_precision=cfg.train.mixed_precision)
+    """The training sessions' ConfigProto: soft placement, train.xla, train.mixed_precision,
+    deploy.gpu_memory_growth (default off: TensorFlow takes the whole GPU at start)."""
+    config = session_options(tf1.ConfigProto(allow_soft_placement=True),
+                             xla=cfg.train.xla, mixed_precision=cfg.train.mixed_precision)
+    return deploy.shared_gpu_config(config) if cfg.deploy.gpu_memory_growth else config
 
 
 def checkpoint_step(checkpoint):
@@ -210,6 +212,8 @@ def train(cfg, cluster_info=None, log=print):
     of a cluster job (fcn.task runs the other roles): workers train, the chief alone
     initialises, writes checkpoints and summaries.
     """
+    # first line: the devices; clones without GPUs for them stop here, before anything is written
+    log(deploy.device_report(deploy.from_config(cfg, cluster_info), visible_gpus()))
     if not roles.is_chief(cluster_info):
         return _train(cfg, cluster_info, log)
     with runlock.TrainerLock(cfg.train.run_dir, 'train.py', log):  # one trainer (chief) per run dir

@@ -18,6 +18,8 @@ from fcn.export import frozen
 from fcn.export.frozen import FrozenModel
 from pipeline_fixtures import REPO_ROOT, build_synthetic, run_script, scalar_series, tiny_config, tiny_overrides
 
+pytestmark = pytest.mark.tf_subset  # the pipeline subset .ci/run also runs on TensorFlow 2.12 and 2.15
+
 
 @pytest.fixture(scope='module')
 def data_dir(tmp_path_factory):
