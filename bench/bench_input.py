@@ -22,6 +22,7 @@ sys.path.insert(0, REPO)
 sys.path.insert(0, os.path.join(REPO, 'bench'))
 
 from bench_build import write_dataset  # noqa: E402
+from fcn import options  # noqa: E402
 from fcn.compat import tf, tf1  # noqa: E402
 from fcn.config import load_config  # noqa: E402
 from fcn.data import build, records, voc  # noqa: E402
@@ -60,16 +61,17 @@ def time_batches(sess, fetch, warmup, batches):
 
 
 def slim_pipeline(cfg):
-    dataset = provider.dataset_from_config(cfg, 'train')
-    batch = provider.train_batch(cfg, dataset, cfg.train.batch_size,
-                                 preprocess.train_preprocess_fn(cfg, dataset.ignore_label))
+    dataset = provider.get_dataset(cfg.data.dir, 'train', dataset_info.for_config(cfg))
+    batch = provider.train_batch(dataset, cfg.train.batch_size,
+                                 preprocess.train_preprocess_fn(options.augment(cfg), dataset.ignore_label),
+                                 options.input_pipeline(cfg))
     return batch['images'], batch['labels']
 
 
 def tfdata_pipeline(cfg):
     files = records.shard_paths(cfg.data.dir, 'train')
     decode = provider._decoder()  # the same TFExampleDecoder the slim provider uses
-    augment = preprocess.train_preprocess_fn(cfg, dataset_info.for_config(cfg).ignore_label)
+    augment = preprocess.train_preprocess_fn(options.augment(cfg), dataset_info.for_config(cfg).ignore_label)
 
     def parse(serialized):
         image, label = decode.decode(serialized, ['image', 'label'])

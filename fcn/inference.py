@@ -21,6 +21,7 @@ they all predict the same thing.
   than one tile takes the whole-image path: exactly the untiled result.
 """
 from fcn import checkpoints, optim
+from fcn import options as option_values
 from fcn.compat import tf, tf1
 from fcn.config import ConfigError
 from fcn.nets import fcn as fcn_net
@@ -29,7 +30,7 @@ from fcn.nets import fcn as fcn_net
 def options(cfg):
     """The keyword arguments of `predict_classes` (after images, num_classes) from a config:
     model.*, eval.scales, eval.flip, eval.tile_size, eval.tile_overlap (checked)."""
-    return {'model': fcn_net.model_kwargs(cfg.model), 'scales': check_scales(cfg.eval.scales),
+    return {'model': option_values.model(cfg).kwargs(), 'scales': check_scales(cfg.eval.scales),
             'flip': bool(cfg.eval.flip), 'tile_size': check_tile_size(cfg.eval.tile_size),
             'tile_overlap': check_tile_overlap(cfg.eval.tile_overlap)}
 

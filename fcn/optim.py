@@ -1,6 +1,7 @@
 """Learning-rate schedules, optimizers and gradient transforms for the trainer.
 
-All functions build graph-mode ops from the `train:` config section:
+All functions build graph-mode ops from option values (`Schedule`, `OptimizerOptions`,
+`GradientOptions`; fcn.options turns the `train:` config section into them):
 
 - `learning_rate`: fixed | poly | step | exponential | cosine, each with a linear warmup.
 - `make_optimizer`: momentum | sgd | adam | rmsprop.
@@ -9,57 +10,82 @@ All functions build graph-mode ops from the `train:` config section:
   per-layer lr_mult, e.g. 10x for the new fc8 and 2x for biases, as in FCN's recipe).
 - `moving_average` / `ema_variables_to_restore`: an optional EMA of the weights.
 """
+import dataclasses
 import math
 
 from fcn.compat import tf, tf1
+from fcn.config import LR_SCHEDULES as SCHEDULES, OPTIMIZERS  # noqa: F401 (the choices, owned by fcn.config)
 
-SCHEDULES = ('fixed', 'poly', 'step', 'exponential', 'cosine')
-OPTIMIZERS = ('momentum', 'sgd', 'adam', 'rmsprop')
+
+@dataclasses.dataclass(frozen=True)
+class Schedule:
+    """A learning-rate schedule: `name` one of SCHEDULES, the rate at step 0 (before warmup)
+    and its parameters; `total_steps` is T of poly and cosine."""
+    name: str
+    learning_rate: float
+    total_steps: int
+    end_learning_rate: float = 0.0
+    lr_power: float = 0.9
+    decay_steps: int = 2000
+    decay_rate: float = 0.1
+    warmup_steps: int = 0
+    warmup_start_factor: float = 0.1
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimizerOptions:
+    name: str  # one of OPTIMIZERS
+    momentum: float = 0.9
+
+
+@dataclasses.dataclass(frozen=True)
+class GradientOptions:
+    clip_norm: float = 0.0  # 0: no clipping
+    lr_multipliers: tuple = ()  # (scope, factor) pairs
+    bias_lr_multiplier: float = 1.0
 
 
 # --- learning rate -------------------------------------------------------------------------
 
-def learning_rate(train_cfg, global_step, total_steps=None):
-    """The learning rate at `global_step` as a float32 scalar tensor.
+def learning_rate(schedule, global_step):
+    """The learning rate at `global_step` as a float32 scalar tensor, for a `Schedule`.
 
-    Schedules (base = train.learning_rate, end = train.end_learning_rate, T = total_steps,
-    default train.steps; steps past T keep the value at T):
+    Schedules (base = learning_rate, end = end_learning_rate, T = total_steps; steps past T
+    keep the value at T):
       fixed:       base
       poly:        (base - end) * (1 - step / T) ** lr_power + end
       step:        base * decay_rate ** floor(step / decay_steps)
       exponential: base * decay_rate ** (step / decay_steps)
       cosine:      end + (base - end) * (1 + cos(pi * step / T)) / 2
-    Warmup (train.warmup_steps > 0) multiplies the schedule by a factor that rises linearly
+    Warmup (warmup_steps > 0) multiplies the schedule by a factor that rises linearly
     from warmup_start_factor at step 0 to 1 at warmup_steps, so the rate climbs from
     warmup_start_factor * base to the schedule's own value there and follows it afterwards.
     """
-    name = train_cfg.lr_schedule  # one of SCHEDULES (fcn.config.CHECKS)
     step = tf.cast(global_step, tf.float32)
-    total = float(train_cfg.steps if total_steps is None else total_steps)
-    rate = _SCHEDULE_FNS[name](train_cfg, step, total)
-    return tf.multiply(rate, _warmup_factor(train_cfg, step), name='learning_rate')
+    rate = _SCHEDULE_FNS[schedule.name](schedule, step, float(schedule.total_steps))
+    return tf.multiply(rate, _warmup_factor(schedule, step), name='learning_rate')
 
 
-def _fixed(cfg, step, total):
-    return tf.constant(float(cfg.learning_rate), tf.float32)
+def _fixed(s, step, total):
+    return tf.constant(float(s.learning_rate), tf.float32)
 
 
-def _poly(cfg, step, total):
+def _poly(s, step, total):
     remaining = 1.0 - _progress(step, total)
-    return (cfg.learning_rate - cfg.end_learning_rate) * tf.pow(remaining, cfg.lr_power) + cfg.end_learning_rate
+    return (s.learning_rate - s.end_learning_rate) * tf.pow(remaining, s.lr_power) + s.end_learning_rate
 
 
-def _step(cfg, step, total):
-    return cfg.learning_rate * tf.pow(float(cfg.decay_rate), tf.floor(step / float(cfg.decay_steps)))
+def _step(s, step, total):
+    return s.learning_rate * tf.pow(float(s.decay_rate), tf.floor(step / float(s.decay_steps)))
 
 
-def _exponential(cfg, step, total):
-    return cfg.learning_rate * tf.pow(float(cfg.decay_rate), step / float(cfg.decay_steps))
+def _exponential(s, step, total):
+    return s.learning_rate * tf.pow(float(s.decay_rate), step / float(s.decay_steps))
 
 
-def _cosine(cfg, step, total):
+def _cosine(s, step, total):
     cosine = 0.5 * (1.0 + tf.cos(math.pi * _progress(step, total)))
-    return cfg.end_learning_rate + (cfg.learning_rate - cfg.end_learning_rate) * cosine
+    return s.end_learning_rate + (s.learning_rate - s.end_learning_rate) * cosine
 
 
 _SCHEDULE_FNS = {'fixed': _fixed, 'poly': _poly, 'step': _step, 'exponential': _exponential, 'cosine': _cosine}
@@ -70,39 +96,39 @@ def _progress(step, total):
     return tf.clip_by_value(step / max(total, 1.0), 0.0, 1.0)
 
 
-def _warmup_factor(cfg, step):
-    if cfg.warmup_steps <= 0:
+def _warmup_factor(schedule, step):
+    if schedule.warmup_steps <= 0:
         return tf.constant(1.0, tf.float32)
-    start = float(cfg.warmup_start_factor)
-    ramp = tf.minimum(step / float(cfg.warmup_steps), 1.0)
+    start = float(schedule.warmup_start_factor)
+    ramp = tf.minimum(step / float(schedule.warmup_steps), 1.0)
     return start + (1.0 - start) * ramp
 
 
 # --- optimizer -----------------------------------------------------------------------------
 
-def make_optimizer(train_cfg, learning_rate):
-    """A tf.compat.v1 optimizer named by train.optimizer (one of OPTIMIZERS, fcn.config.CHECKS).
+def make_optimizer(options, learning_rate):
+    """A tf.compat.v1 optimizer for `OptimizerOptions` (name one of OPTIMIZERS).
 
-    momentum uses train.momentum; adam and rmsprop use TensorFlow's defaults.
+    momentum uses options.momentum; adam and rmsprop use TensorFlow's defaults.
     """
-    return _OPTIMIZER_FNS[train_cfg.optimizer](train_cfg, learning_rate)
+    return _OPTIMIZER_FNS[options.name](options, learning_rate)
 
 
 _OPTIMIZER_FNS = {
-    'momentum': lambda cfg, rate: tf1.train.MomentumOptimizer(rate, momentum=cfg.momentum),
-    'sgd': lambda cfg, rate: tf1.train.GradientDescentOptimizer(rate),
-    'adam': lambda cfg, rate: tf1.train.AdamOptimizer(rate),
-    'rmsprop': lambda cfg, rate: tf1.train.RMSPropOptimizer(rate),
+    'momentum': lambda options, rate: tf1.train.MomentumOptimizer(rate, momentum=options.momentum),
+    'sgd': lambda options, rate: tf1.train.GradientDescentOptimizer(rate),
+    'adam': lambda options, rate: tf1.train.AdamOptimizer(rate),
+    'rmsprop': lambda options, rate: tf1.train.RMSPropOptimizer(rate),
 }
 
 
 # --- gradients -----------------------------------------------------------------------------
 
-def transform_gradients(train_cfg, grads_and_vars):
-    """Clips by train.clip_gradient_norm, then applies train.lr_multipliers and
-    train.bias_lr_multiplier; the order of Caffe, which clips before scaling by lr_mult."""
-    grads_and_vars = clip_gradients(grads_and_vars, train_cfg.clip_gradient_norm)
-    return lr_multipliers(grads_and_vars, train_cfg.lr_multipliers, train_cfg.bias_lr_multiplier)
+def transform_gradients(options, grads_and_vars):
+    """Clips by `GradientOptions` clip_norm, then applies its lr_multipliers and
+    bias_lr_multiplier; the order of Caffe, which clips before scaling by lr_mult."""
+    grads_and_vars = clip_gradients(grads_and_vars, options.clip_norm)
+    return lr_multipliers(grads_and_vars, options.lr_multipliers, options.bias_lr_multiplier)
 
 
 def clip_gradients(grads_and_vars, max_norm):

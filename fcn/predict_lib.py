@@ -56,12 +56,13 @@ class ImageDecoder:
 
     def __init__(self):
         from fcn.compat import DecodedImage, tf, tf1
+        from fcn.deploy import shared_gpu_config
         self._errors = (tf.errors.InvalidArgumentError,)
         self._graph = tf.Graph()
         with self._graph.as_default():
             self._encoded = tf1.placeholder(tf.string, [])
             self._image = DecodedImage('encoded').tensors_to_item({'encoded': self._encoded})
-        self._session = tf1.Session(graph=self._graph)
+        self._session = tf1.Session(graph=self._graph, config=shared_gpu_config())
 
     def decode(self, data, name='image'):
         try:

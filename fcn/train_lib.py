@@ -5,9 +5,9 @@ config. Restarting the same command resumes from the run dir's latest checkpoint
 `init.checkpoint` (vgg_16.ckpt) is only read when the run dir has none.
 """
 
-from fcn import accumulate, checkpoints, deploy, failures, losses, optim, rundir, runlock, summaries
+from fcn import accumulate, checkpoints, deploy, failures, losses, optim, options, rundir, runlock, summaries
 from fcn.cluster import done, roles, runtime
-from fcn.compat import loss_scale_optimizer, session_options, set_op_determinism, slim, tf, tf1
+from fcn.compat import loss_scale_optimizer, session_options, set_op_determinism, slim, tf, tf1, visible_gpus
 from fcn.config import ConfigError
 from fcn.data import info as dataset_info
 from fcn.input import provider
@@ -37,9 +37,8 @@ class TrainGraph:
         self.cluster_info = cluster_info
         self.sync_hooks = []
         info = info or dataset_info.for_config(cfg)
-        self.dataset = provider.dataset_from_config(cfg, cfg.data.train_split, info)
-        self.class_weights = losses.resolve_class_weights(cfg.loss, info.split(cfg.data.train_split),
-                                                          self.dataset.num_classes)
+        self.dataset = provider.get_dataset(cfg.data.dir, cfg.data.train_split, info)
+        self.options = options.training(cfg, info)  # what the layers below take, instead of the config
         self.graph = tf.Graph()
         with self.graph.as_default():
             if cfg.train.seed is not None:
@@ -55,8 +54,8 @@ class TrainGraph:
         self.clones = clones = deploy.create_clones(config, self._clone_fn, [queue])
         first = clones[0]
         with tf1.device(config.optimizer_device()):
-            self.learning_rate = optim.learning_rate(cfg.train, self.global_step, cfg.train.steps)
-            self.optimizer = optim.make_optimizer(cfg.train, self.learning_rate)
+            self.learning_rate = optim.learning_rate(self.options.schedule, self.global_step)
+            self.optimizer = optim.make_optimizer(self.options.optimizer, self.learning_rate)
         if cfg.train.mixed_precision:  # its loss-scale variables are shared: with the others (ps tasks)
             with tf1.device(config.variables_device()):
                 self.optimizer = loss_scale_optimizer(self.optimizer)
@@ -65,7 +64,7 @@ class TrainGraph:
                 self.optimizer, self.sync_hooks = runtime.sync_optimizer(
                     self.optimizer, self.cluster_info, cfg.deploy.replicas_to_aggregate)
         self.total_loss, grads_and_vars = deploy.optimize_clones(
-            clones, self.optimizer, var_list=_trainable_variables(cfg))
+            clones, self.optimizer, var_list=_trainable_variables(cfg.train.trainable_scopes))
         self.accumulator = self.accumulate_op = None
         if cfg.train.accumulate_steps > 1:
             with tf1.device(config.optimizer_device()):
@@ -73,7 +72,7 @@ class TrainGraph:
                                                                   cfg.train.accumulate_steps)
                 grads_and_vars = self.accumulator.mean_gradients()
             self.accumulate_op, self.total_loss = self.accumulator.add_op, self.accumulator.mean_loss
-        grads_and_vars = optim.transform_gradients(cfg.train, grads_and_vars)
+        grads_and_vars = optim.transform_gradients(self.options.gradients, grads_and_vars)
         self.train_op = self._apply(grads_and_vars)
         if self.accumulator is not None:
             with tf1.device(config.optimizer_device()):
@@ -96,30 +95,25 @@ class TrainGraph:
 
     def _input_queue(self):
         num_clones = self.deploy_config.num_clones
-        if self.cfg.train.deterministic and num_clones > 1:
+        preprocess_fn = train_preprocess_fn(self.options.augment, self.dataset.ignore_label)
+        if self.options.input.deterministic and num_clones > 1:
             # clones racing for batches of one queue would take them in any order: split one batch instead
-            batch = provider.train_batch(self.cfg, self.dataset, self.cfg.train.batch_size,
-                                         train_preprocess_fn(self.cfg, self.dataset.ignore_label))
+            batch = provider.train_batch(self.dataset, self.cfg.train.batch_size, preprocess_fn, self.options.input)
             queue = slim.prefetch_queue.prefetch_queue([batch['images'], batch['labels']], capacity=2)
             return _SplitInCloneOrder(queue.dequeue(), num_clones)
         per_clone = self.cfg.train.batch_size // num_clones
-        batch = provider.train_batch(self.cfg, self.dataset, per_clone,
-                                     train_preprocess_fn(self.cfg, self.dataset.ignore_label))
+        batch = provider.train_batch(self.dataset, per_clone, preprocess_fn, self.options.input)
         return slim.prefetch_queue.prefetch_queue([batch['images'], batch['labels']],
                                                   capacity=2 * num_clones)
 
     def _clone_fn(self, queue):
         """One clone: dequeue a batch, run the model, add its loss to the losses collection."""
         images, labels = queue.dequeue()
-        logits, _ = build_model(images, self.cfg, self.dataset.num_classes, is_training=True)
-        loss_cfg = self.cfg.loss
-        top_k = loss_cfg.top_k_percent
-        if loss_cfg.hard_mining_anneal_steps and top_k < 1.0:
-            top_k = losses.annealed_top_k(self.global_step, top_k, loss_cfg.hard_mining_anneal_steps)
-        loss = losses.segmentation_loss(logits, labels, self.dataset.num_classes, self.dataset.ignore_label,
-                                        class_weights=self.class_weights, top_k_percent=top_k)
+        logits, _ = build_model(images, self.options.model, self.dataset.num_classes, is_training=True)
+        loss, terms = losses.weighted_loss(logits, labels, self.dataset.num_classes, self.dataset.ignore_label,
+                                           self.options.loss, self.global_step)
         tf1.losses.add_loss(loss)
-        return {'images': images, 'labels': labels, 'logits': logits, 'loss': loss}
+        return {'images': images, 'labels': labels, 'logits': logits, 'loss': loss, 'loss_terms': terms}
 
     def _apply(self, grads_and_vars):
         with tf1.device(self.deploy_config.optimizer_device()):
@@ -137,6 +131,8 @@ class TrainGraph:
         predictions = tf.argmax(outputs['logits'], axis=3, output_type=tf.int32)
         summaries.scalar('loss/total', self.total_loss)  # tags exactly as README's TensorBoard section
         summaries.scalar('loss/segmentation', outputs['loss'])
+        for name, value in outputs['loss_terms'].items():
+            summaries.scalar('loss/' + name, value)
         summaries.scalar('learning_rate', self.learning_rate)
         summaries.images('image', tf.cast(outputs['images'], tf.uint8), max_outputs=3)
         summaries.images('ground_truth', colorize_tensor(outputs['labels'], palette, ignore), max_outputs=3)
@@ -154,9 +150,8 @@ class _SplitInCloneOrder:
         return self._parts.pop(0)
 
 
-def _trainable_variables(cfg):
-    """Trainable variables, restricted to train.trainable_scopes when given."""
-    scopes = cfg.train.trainable_scopes
+def _trainable_variables(scopes):
+    """Trainable variables, restricted to `scopes` (train.trainable_scopes) when given."""
     variables = tf1.trainable_variables()
     if not scopes:
         return variables
@@ -168,9 +163,11 @@ def _trainable_variables(cfg):
 
 
 def session_config(cfg):
-    """The training sessions' ConfigProto: soft placement, train.xla, train.mixed_precision."""
-    return session_options(tf1.ConfigProto(allow_soft_placement=True),
-                           xla=cfg.train.xla, mixed_precision=cfg.train.mixed_precision)
+    """The training sessions' ConfigProto: soft placement, train.xla, train.mixed_precision,
+    deploy.gpu_memory_growth (default off: TensorFlow takes the whole GPU at start)."""
+    config = session_options(tf1.ConfigProto(allow_soft_placement=True),
+                             xla=cfg.train.xla, mixed_precision=cfg.train.mixed_precision)
+    return deploy.shared_gpu_config(config) if cfg.deploy.gpu_memory_growth else config
 
 
 def checkpoint_step(checkpoint):
@@ -215,6 +212,8 @@ def train(cfg, cluster_info=None, log=print):
     of a cluster job (fcn.task runs the other roles): workers train, the chief alone
     initialises, writes checkpoints and summaries.
     """
+    # first line: the devices; clones without GPUs for them stop here, before anything is written
+    log(deploy.device_report(deploy.from_config(cfg, cluster_info), visible_gpus()))
     if not roles.is_chief(cluster_info):
         return _train(cfg, cluster_info, log)
     with runlock.TrainerLock(cfg.train.run_dir, 'train.py', log):  # one trainer (chief) per run dir

@@ -8,6 +8,7 @@ import os
 import numpy as np
 
 from fcn.compat import tf, tf1
+from fcn import options
 from fcn.nets.fcn import build_model
 
 
@@ -15,7 +16,7 @@ def random_checkpoint(cfg, num_classes, step=1, seed=1):
     """Saves cfg.train.run_dir/model.ckpt-STEP (relative paths: the run dir can be copied)."""
     with tf.Graph().as_default():
         tf1.set_random_seed(seed)
-        build_model(tf1.placeholder(tf.float32, [1, None, None, 3]), cfg, num_classes, is_training=False)
+        build_model(tf1.placeholder(tf.float32, [1, None, None, 3]), options.model(cfg), num_classes, is_training=False)
         global_step = tf1.train.get_or_create_global_step()
         rng = np.random.RandomState(seed)
         with tf1.Session() as sess:

@@ -59,6 +59,7 @@ def tiny_run(records, tmp_path_factory):
     return run_dir
 
 
+@pytest.mark.tf_subset
 def test_train_initialises_from_tf_slims_v1_vgg_16_ckpt(slim_vgg_16_v1, records, tmp_path):
     """Real size: the V1 single file is found, its 30 trunk tensors restored, fc8 excluded."""
     path = slim_vgg_16_v1
@@ -114,6 +115,7 @@ def _resave_v1(checkpoint, out_path):
     return out_path
 
 
+@pytest.mark.tf_subset
 def test_eval_and_export_read_a_v1_checkpoint_as_its_v2_original(tiny_run, records, tmp_path):
     cfg = tiny_config(records, tiny_run, steps=10)
     v2 = tf1.train.latest_checkpoint(tiny_run)

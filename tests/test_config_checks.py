@@ -93,6 +93,9 @@ def test_declared_choices_are_what_the_library_implements():
     assert sorted(_choices('train.lr_schedule')) == sorted(optim.SCHEDULES) == sorted(optim._SCHEDULE_FNS)
     assert sorted(_choices('train.optimizer')) == sorted(optim.OPTIMIZERS) == sorted(optim._OPTIMIZER_FNS)
     assert sorted(config.CLASS_WEIGHT_METHODS) == sorted(losses.WEIGHT_METHODS)
+    # one owner: the modules use fcn.config's tuples themselves
+    assert optim.SCHEDULES is config.LR_SCHEDULES and optim.OPTIMIZERS is config.OPTIMIZERS
+    assert losses.WEIGHT_METHODS is config.CLASS_WEIGHT_METHODS and tuple(fcn.NUM_SKIPS) == config.MODEL_NAMES
 
 
 def test_require_names_the_use_the_key_and_the_value():

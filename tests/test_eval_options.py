@@ -20,6 +20,7 @@ from fcn import eval_lib, metrics, train_lib
 from fcn.compat import tf, tf1
 from fcn.export import frozen
 from fcn.export.frozen import FrozenModel
+from fcn import options
 from fcn.nets.fcn import build_model
 from inference_fixtures import random_checkpoint
 from pipeline_fixtures import REPO_ROOT, build_synthetic, scalar_series, tiny_config
@@ -156,7 +157,7 @@ def _reference_predictions(cfg, checkpoint, images):
     """Plain model -> argmax on each image, restored with a plain Saver: the old default."""
     with tf.Graph().as_default():
         placeholder = tf1.placeholder(tf.float32, [1, None, None, 3])
-        logits, _ = build_model(placeholder, cfg, NUM_CLASSES, is_training=False)
+        logits, _ = build_model(placeholder, options.model(cfg), NUM_CLASSES, is_training=False)
         predictions = tf.argmax(logits, axis=3)
         with tf1.Session() as sess:
             tf1.train.Saver().restore(sess, checkpoint)

@@ -112,6 +112,7 @@ def _inputs(data_dir):
     return cases
 
 
+@pytest.mark.tf_subset
 def test_saved_model_signatures_predict_as_the_frozen_graph(run, tmp_path):
     cfg, checkpoint = run
     out_dir = str(tmp_path / 'export' / 'voc' / '1')

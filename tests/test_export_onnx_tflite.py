@@ -20,6 +20,7 @@ from fcn.export import frozen as frozen_export
 from fcn.compat import tf, tf1
 from fcn.export import onnx, tflite
 from fcn.export.frozen import FrozenModel
+from fcn import options
 from fcn.nets.fcn import build_model
 from pipeline_fixtures import build_synthetic, run_script, tiny_config, tiny_overrides
 
@@ -41,7 +42,7 @@ def _randomise_score_layers(cfg, checkpoint, seed, std=0.5):
     """Saves the trained weights with random fc8/upscore layers as the run's latest checkpoint."""
     step = int(tf.train.load_checkpoint(checkpoint).get_tensor('global_step'))
     with tf.Graph().as_default():
-        build_model(tf1.placeholder(tf.float32, [1, None, None, 3]), cfg, 5, is_training=False)
+        build_model(tf1.placeholder(tf.float32, [1, None, None, 3]), options.model(cfg), 5, is_training=False)
         global_step = tf1.train.get_or_create_global_step()
         saver = tf1.train.Saver(save_relative_paths=True)
         rng = np.random.RandomState(seed)

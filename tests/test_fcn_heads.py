@@ -23,6 +23,7 @@ from fcn import checkpoints, train_lib
 from fcn.compat import tf, tf1
 from fcn.config import load_config
 from fcn.nets import fcn, upsample
+from fcn import options
 from fcn.nets.fcn import build_model
 from pipeline_fixtures import REPO_ROOT, build_synthetic, tiny_config
 
@@ -189,7 +190,7 @@ def _outputs(cfg, init_dir, exclude_scopes, images, keys):
     """{key: value} per image of `cfg`'s net, its variables restored as init.checkpoint does."""
     with tf.Graph().as_default():
         inputs = tf1.placeholder(tf.float32, [1, None, None, 3])
-        logits, end_points = build_model(inputs, cfg, NUM_CLASSES, is_training=False)
+        logits, end_points = build_model(inputs, options.model(cfg), NUM_CLASSES, is_training=False)
         end_points['logits'] = logits
         init_fn = checkpoints.make_init_fn(init_dir, exclude_scopes)
         with tf1.Session() as sess:

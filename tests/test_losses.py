@@ -7,7 +7,6 @@ import pytest
 
 from fcn import losses
 from fcn.compat import tf, tf1
-from fcn.config import Config
 from fcn.data.info import DatasetInfo, SplitInfo
 
 NUM_CLASSES = 3
@@ -164,34 +163,30 @@ def test_none_method_and_empty_counts():
         losses.class_weights_from_counts([1, 2], 'sqrt')
 
 
-def _loss_cfg(class_weights):
-    return Config({'class_weights': class_weights, 'top_k_percent': 1.0, 'hard_mining_anneal_steps': 0})
-
-
 SPLIT = SplitInfo(num_images=3, class_pixel_counts=(10, 30, 60), class_present_pixel_counts=(100, 100, 100))
 
 
 def test_resolve_class_weights_from_config_values():
-    assert losses.resolve_class_weights(_loss_cfg(None), SPLIT) is None
-    assert losses.resolve_class_weights(_loss_cfg('none'), SPLIT) is None
-    assert losses.resolve_class_weights(_loss_cfg([1, 2, 0.5]), SPLIT) == [1.0, 2.0, 0.5]
-    assert losses.resolve_class_weights(_loss_cfg([1, 2]), None, num_classes=2) == [1.0, 2.0]
-    assert losses.resolve_class_weights(_loss_cfg('median_frequency'), SPLIT) == pytest.approx([3.0, 1.0, 0.5])
+    assert losses.resolve_class_weights(None, SPLIT) is None
+    assert losses.resolve_class_weights('none', SPLIT) is None
+    assert losses.resolve_class_weights([1, 2, 0.5], SPLIT) == [1.0, 2.0, 0.5]
+    assert losses.resolve_class_weights([1, 2], None, num_classes=2) == [1.0, 2.0]
+    assert losses.resolve_class_weights('median_frequency', SPLIT) == pytest.approx([3.0, 1.0, 0.5])
 
 
 def test_resolve_class_weights_errors_name_the_key():
     with pytest.raises(ValueError, match=r'loss\.class_weights has 2 entries but there are 3 classes'):
-        losses.resolve_class_weights(_loss_cfg([1.0, 2.0]), SPLIT)
+        losses.resolve_class_weights([1.0, 2.0], SPLIT)
     with pytest.raises(ValueError, match=r'loss\.class_weights.*class_pixel_counts'):
-        losses.resolve_class_weights(_loss_cfg('inverse_frequency'), SplitInfo(num_images=3))
+        losses.resolve_class_weights('inverse_frequency', SplitInfo(num_images=3))
     with pytest.raises(ValueError, match=r'loss\.class_weights.*class_present_pixel_counts'):
-        losses.resolve_class_weights(_loss_cfg('median_frequency'), SplitInfo(3, class_pixel_counts=(1, 2, 3)))
+        losses.resolve_class_weights('median_frequency', SplitInfo(3, class_pixel_counts=(1, 2, 3)))
     with pytest.raises(ValueError, match=r'loss\.class_weights: unknown method'):
-        losses.resolve_class_weights(_loss_cfg('median'), SPLIT)
+        losses.resolve_class_weights('median', SPLIT)
     with pytest.raises(ValueError, match=r'loss\.class_weights must hold non-negative numbers'):
-        losses.resolve_class_weights(_loss_cfg([1.0, -1.0, 'x']), SPLIT)
+        losses.resolve_class_weights([1.0, -1.0, 'x'], SPLIT)
     with pytest.raises(ValueError, match=r'loss\.class_weights must be null'):
-        losses.resolve_class_weights(_loss_cfg(3.0), SPLIT)
+        losses.resolve_class_weights(3.0, SPLIT)
 
 
 def test_median_frequency_weights_of_a_built_dataset_match_a_hand_computation(tmp_path):
@@ -224,5 +219,5 @@ def test_median_frequency_weights_of_a_built_dataset_match_a_hand_computation(tm
     assert split.class_present_pixel_counts == (30, 24, 22)
     assert split.class_image_counts == (2, 2, 2)
     assert split.ignored_pixels == 10
-    weights = losses.resolve_class_weights(_loss_cfg('median_frequency'), split, 3)
+    weights = losses.resolve_class_weights('median_frequency', split, 3)
     assert weights == pytest.approx([3 / 4, 1.0, 11 / 6])

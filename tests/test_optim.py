@@ -1,11 +1,12 @@
 """fcn.optim: schedules against closed forms, optimizers, gradient transforms, EMA."""
 import copy
+import dataclasses
 import math
 
 import numpy as np
 import pytest
 
-from fcn import optim
+from fcn import optim, options
 from fcn.compat import tf, tf1
 from fcn.config import load_config
 
@@ -21,17 +22,21 @@ def base_cfg(tmp_path_factory):
 
 
 def _train_cfg(base_cfg, **overrides):
-    cfg = copy.deepcopy(base_cfg.train)
-    cfg.update(learning_rate=BASE, end_learning_rate=END, steps=STEPS, lr_power=0.9,
-               decay_steps=100, decay_rate=0.5)
-    cfg.update(overrides)
+    """base.yaml with these train.* values, through the real conversion to option values."""
+    cfg = copy.deepcopy(base_cfg)
+    cfg.train.update(learning_rate=BASE, end_learning_rate=END, steps=STEPS, lr_power=0.9,
+                     decay_steps=100, decay_rate=0.5)
+    cfg.train.update(overrides)
     return cfg
 
 
 def _rates(cfg, steps, total_steps=None):
+    schedule = options.schedule(cfg)
+    if total_steps is not None:
+        schedule = dataclasses.replace(schedule, total_steps=total_steps)
     with tf.Graph().as_default():
         global_step = tf1.placeholder(tf.int64, [])
-        rate = optim.learning_rate(cfg, global_step, total_steps)
+        rate = optim.learning_rate(schedule, global_step)
         with tf1.Session() as sess:
             return [float(sess.run(rate, {global_step: s})) for s in steps]
 
@@ -42,7 +47,8 @@ def test_base_yaml_declares_the_new_keys(base_cfg):
     assert isinstance(train.warmup_start_factor, float) and isinstance(train.ema_decay, float)
     assert train.lr_multipliers == [] and train.bias_lr_multiplier == 1.0
     assert train.clip_gradient_norm == 0.0 and train.decay_steps == 2000 and train.decay_rate == 0.1
-    assert base_cfg.loss == {'class_weights': None, 'top_k_percent': 1.0, 'hard_mining_anneal_steps': 0}
+    assert base_cfg.loss == {'terms': [{'name': 'cross_entropy', 'weight': 1.0}], 'class_weights': None,
+                             'top_k_percent': 1.0, 'hard_mining_anneal_steps': 0}
 
 
 CLOSED_FORMS = {
@@ -70,7 +76,7 @@ def test_warmup_rises_linearly_from_start_factor_to_schedule(base_cfg, schedule)
     assert rates[0] == pytest.approx(0.1 * BASE)
 
 
-def test_total_steps_argument_overrides_train_steps(base_cfg):
+def test_total_steps_is_the_schedules_own_value(base_cfg):
     rates = _rates(_train_cfg(base_cfg, lr_schedule='poly', lr_power=1.0), [50], total_steps=100)
     assert rates[0] == pytest.approx((BASE - END) * 0.5 + END)
 
@@ -83,7 +89,7 @@ def test_total_steps_argument_overrides_train_steps(base_cfg):
 ])
 def test_optimizer_names_map_to_classes(base_cfg, name, cls):
     with tf.Graph().as_default():
-        optimizer = optim.make_optimizer(_train_cfg(base_cfg, optimizer=name, momentum=0.99), 0.1)
+        optimizer = optim.make_optimizer(options.optimizer(_train_cfg(base_cfg, optimizer=name, momentum=0.99)), 0.1)
     assert type(optimizer) is cls
     if name == 'momentum':
         assert optimizer._momentum == 0.99
@@ -166,7 +172,7 @@ def test_transform_gradients_clips_before_scaling(base_cfg):
     cfg = _train_cfg(base_cfg, clip_gradient_norm=1.0, lr_multipliers=[['vgg_16/fc8', 10.0]], bias_lr_multiplier=1.0)
     with tf.Graph().as_default():
         (w,) = _variables('vgg_16/fc8/weights')
-        (grad, _), = optim.transform_gradients(cfg, [(tf.constant([3.0, 4.0]), w)])
+        (grad, _), = optim.transform_gradients(options.gradients(cfg), [(tf.constant([3.0, 4.0]), w)])
         with tf1.Session() as sess:
             np.testing.assert_allclose(sess.run(grad), [6.0, 8.0], rtol=1e-6)
 

@@ -11,10 +11,13 @@ from PIL import Image
 from datasets_fixtures import read_examples
 from fcn import eval_lib, train_lib
 from fcn.compat import tf, tf1
+from fcn.data import info as dataset_info
 from fcn.input import provider
 from fcn.export import frozen
 from fcn.export.frozen import FrozenModel
 from pipeline_fixtures import REPO_ROOT, build_synthetic, run_script, scalar_series, tiny_config, tiny_overrides
+
+pytestmark = pytest.mark.tf_subset  # the pipeline subset .ci/run also runs on TensorFlow 2.12 and 2.15
 
 
 @pytest.fixture(scope='module')
@@ -34,7 +37,7 @@ def test_provider_returns_the_records_pixels(data_dir):
     cfg = tiny_config(data_dir, '/unused')
     expected = {ex['filename']: ex for ex in read_examples(data_dir, 'val')}
     with tf.Graph().as_default():
-        dataset = provider.dataset_from_config(cfg, 'val')
+        dataset = provider.get_dataset(cfg.data.dir, 'val', dataset_info.for_config(cfg))
         example = provider.eval_example(dataset)
         with tf1.Session() as sess:
             coord = tf1.train.Coordinator()
@@ -69,7 +72,7 @@ def test_training_lowers_the_loss_and_writes_run_dir(trained):
 
 
 # The tags of README's TensorBoard section, exactly (the input queues' fill levels aside).
-TRAIN_TAGS = {'loss/total', 'loss/segmentation', 'learning_rate', 'image', 'ground_truth', 'prediction'}
+TRAIN_TAGS = {'loss/total', 'loss/segmentation', 'loss/cross_entropy', 'learning_rate', 'image', 'ground_truth', 'prediction'}
 QUEUE_TAG = re.compile(r'^(parallel_read(/filenames)?|batch|prefetch_queue)/fraction_of_\d+_full$')
 EVAL_SCALARS = {'eval/miou', 'eval/fwiou', 'eval/pixel_accuracy', 'eval/mean_class_accuracy', 'eval/confusion_matrix'}
 EVAL_TAGS = EVAL_SCALARS | {'eval_class_iou/' + name for name in ('background', 'disc', 'square', 'triangle', 'cross')}

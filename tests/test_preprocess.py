@@ -3,7 +3,6 @@ import numpy as np
 import pytest
 
 from fcn.compat import tf, tf1
-from fcn.config import Config
 from fcn.input import preprocess
 from fcn.nets.vgg import MEAN_RGB
 
@@ -24,7 +23,8 @@ def augment(image, label, crop, **aug):
     options.update(aug)
     with tf.Graph().as_default():
         tf1.set_random_seed(1)
-        out = preprocess.preprocess_train(tf.constant(image), tf.constant(label[:, :, None]), crop, Config(options))
+        out = preprocess.preprocess_train(tf.constant(image), tf.constant(label[:, :, None]),
+                                          preprocess.AugmentOptions(crop_size=crop, **options))
         with tf1.Session() as sess:
             return [sess.run(out) for _ in range(6)]
 

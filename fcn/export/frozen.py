@@ -7,6 +7,7 @@ import json
 import os
 
 from fcn import inference, rundir
+from fcn.deploy import shared_gpu_config
 from fcn.compat import tf, tf1
 from fcn.data.palette import voc_palette
 from fcn.export import INPUT_NAME, OUTPUT_NAME, check_image, export_info, label_info, write_atomic
@@ -39,7 +40,7 @@ def freeze(cfg, checkpoint, tiling=True, input_size=None):
     with graph.as_default():
         build_inference_graph(num_classes, inference_options(cfg, tiling), input_size)
         restorer = inference.ModelRestorer(cfg.train.ema_decay)
-        with tf1.Session(graph=graph) as sess:
+        with tf1.Session(graph=graph, config=shared_gpu_config()) as sess:
             restorer.restore(sess, checkpoint)
             return tf1.graph_util.convert_variables_to_constants(sess, graph.as_graph_def(), [OUTPUT_NAME])
 
@@ -123,7 +124,7 @@ class FrozenModel:
         for tensor in (INPUT_NAME, OUTPUT_NAME):
             if tensor not in names:
                 raise ValueError('%s has no tensor %s:0; was it written by export.py?' % (model_path, tensor))
-        self.session = tf1.Session(graph=self.graph)
+        self.session = tf1.Session(graph=self.graph, config=shared_gpu_config())
         self.session.run([var.initializer for var in variables.values()], feeds)
         self.weight_names = sorted(weights)
         self.labels = _read_sidecar(model_path)

@@ -14,6 +14,7 @@ import shutil
 import tempfile
 
 from fcn import inference, rundir
+from fcn.deploy import shared_gpu_config
 from fcn.compat import DecodedImage, tf, tf1
 from fcn.export import OUTPUT_NAME, check_image, export_info
 from fcn.export.frozen import build_inference_graph, inference_options
@@ -71,7 +72,7 @@ def _build(cfg, checkpoint, info, options, model_dir, staging):
         asset = tf.constant(labels_path, name='labels_path')
         tf1.add_to_collection(tf1.GraphKeys.ASSET_FILEPATHS, asset)
         restorer = inference.ModelRestorer(cfg.train.ema_decay)
-        with tf1.Session(graph=graph) as sess:
+        with tf1.Session(graph=graph, config=shared_gpu_config()) as sess:
             restorer.restore(sess, checkpoint)
             builder = tf1.saved_model.Builder(model_dir)
             builder.add_meta_graph_and_variables(
@@ -95,7 +96,7 @@ class SavedModelRunner:
             raise ValueError('%s is not a SavedModel folder (no saved_model.pb); write one with '
                              'export.py --format saved_model' % model_dir)
         self.graph = tf.Graph()
-        self.session = tf1.Session(graph=self.graph)
+        self.session = tf1.Session(graph=self.graph, config=shared_gpu_config())
         with self.graph.as_default():
             meta_graph = tf1.saved_model.loader.load(self.session, TAGS, model_dir)
         signatures = meta_graph.signature_def

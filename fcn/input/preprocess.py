@@ -1,7 +1,23 @@
 """Training augmentation (scale, pad, crop, flip, photometric jitter), all in graph ops."""
+import dataclasses
+
 from fcn.compat import tf
 from fcn.config import crop_size as crop_shape
 from fcn.nets.vgg import MEAN_RGB
+
+
+@dataclasses.dataclass(frozen=True)
+class AugmentOptions:
+    """What `preprocess_train` does (fcn.options builds it from `train.crop_size` and `augment`)."""
+    crop_size: tuple  # (height, width)
+    min_scale: float = 0.5
+    max_scale: float = 2.0
+    scale_step: float = 0.25
+    flip: bool = True
+    brightness: float = 0.0
+    contrast: float = 0.0
+    saturation: float = 0.0
+    hue: float = 0.0
 
 
 def _random_scale_factor(min_scale, max_scale, step):
@@ -78,7 +94,8 @@ def random_flip(image, label):
 
 
 def photometric_jitter(image, aug):
-    """Colour jitter on a [0, 255] float image; each strength 0 disables that step."""
+    """Colour jitter on a [0, 255] float image for `AugmentOptions` `aug`; each strength 0
+    disables that step."""
     image = image / 255.0
     if aug.brightness > 0:
         image = tf.image.random_brightness(image, aug.brightness)
@@ -91,12 +108,12 @@ def photometric_jitter(image, aug):
     return tf.clip_by_value(image, 0.0, 1.0) * 255.0
 
 
-def preprocess_train(image, label, crop_size, aug, ignore_label=255):
+def preprocess_train(image, label, aug, ignore_label=255):
     """uint8 image [H,W,3] + label [H,W,1] -> float32 [h,w,3] in [0,255], int32 [h,w], where
-    `crop_size` is h = w or (h, w)."""
-    height, width = crop_shape(crop_size)
+    (h, w) is `aug.crop_size` (`aug`: AugmentOptions)."""
+    height, width = crop_shape(aug.crop_size)
     image = tf.cast(image, tf.float32)
-    image, label = random_scale_pad_crop(image, label, crop_size, aug.min_scale, aug.max_scale,
+    image, label = random_scale_pad_crop(image, label, aug.crop_size, aug.min_scale, aug.max_scale,
                                          aug.scale_step, ignore_label)
     if aug.flip:
         image, label = random_flip(image, label)
@@ -106,9 +123,9 @@ def preprocess_train(image, label, crop_size, aug, ignore_label=255):
     return image, label
 
 
-def train_preprocess_fn(cfg, ignore_label):
-    """A (image, label) -> (image, label) function configured from `train` and `augment`;
-    padding is labelled `ignore_label` (the dataset's, fcn.data.info)."""
+def train_preprocess_fn(aug, ignore_label):
+    """A (image, label) -> (image, label) function for `AugmentOptions` `aug`; padding is
+    labelled `ignore_label` (the dataset's, fcn.data.info)."""
     def fn(image, label):
-        return preprocess_train(image, label, cfg.train.crop_size, cfg.augment, ignore_label)
+        return preprocess_train(image, label, aug, ignore_label)
     return fn

@@ -4,12 +4,13 @@ Every label read for training or eval is checked in the graph: a value that is n
 id nor the ignore label stops the run with a DatasetError naming the value, the split and the
 record (`checked_label`, `label_error`), not a raw InvalidArgumentError deep in the loss.
 """
+import dataclasses
+
 from tf_slim.data import dataset as slim_dataset
 from tf_slim.data import dataset_data_provider
 from tf_slim.data import tfexample_decoder
 
 from fcn.compat import DecodedImage, tf, tf1
-from fcn.data import info as dataset_info
 from fcn.data import records
 from fcn.data.spec import DatasetError
 
@@ -60,9 +61,14 @@ def get_dataset(data_dir, split, info):
         split=split)
 
 
-def dataset_from_config(cfg, split, info=None):
-    """The records of `split` in data.dir, described by `info` (default: fcn.data.info.for_config)."""
-    return get_dataset(cfg.data.dir, split, info or dataset_info.for_config(cfg))
+@dataclasses.dataclass(frozen=True)
+class InputOptions:
+    """How `train_batch` reads (fcn.options builds it from `data` and train.deterministic / seed)."""
+    num_readers: int = 2
+    num_preprocess_threads: int = 2
+    shuffle_capacity: int = 256
+    deterministic: bool = False
+    seed: int = None
 
 
 def provider(dataset, shuffle, num_readers=1, capacity=256, seed=None, num_epochs=None):
@@ -73,23 +79,23 @@ def provider(dataset, shuffle, num_readers=1, capacity=256, seed=None, num_epoch
         seed=seed)
 
 
-def train_batch(cfg, dataset, batch_size, preprocess_fn):
-    """Shuffled, augmented batches: dict(images float32 [B,h,w,3], labels int32 [B,h,w]).
+def train_batch(dataset, batch_size, preprocess_fn, options):
+    """Shuffled, augmented batches: dict(images float32 [B,h,w,3], labels int32 [B,h,w]),
+    read as `options` (InputOptions) say.
 
-    With train.deterministic the order no longer depends on thread timing: one reader, no
+    With options.deterministic the order no longer depends on thread timing: one reader, no
     shuffling queue (whose draws depend on how full the reader left it), one preprocessing
     thread (the random ops' draws go to examples in order). Examples then come in record
     order, shards in file order; build_tfrecords.py already shuffled the examples into the
     shards with its seed, but every epoch repeats the same order.
     """
-    data = cfg.data
-    deterministic = cfg.train.deterministic
-    prov = provider(dataset, shuffle=not deterministic, num_readers=1 if deterministic else data.num_readers,
-                    capacity=data.shuffle_capacity, seed=cfg.train.seed)
+    deterministic = options.deterministic
+    prov = provider(dataset, shuffle=not deterministic, num_readers=1 if deterministic else options.num_readers,
+                    capacity=options.shuffle_capacity, seed=options.seed)
     image, label, filename, key = prov.get(['image', 'label', 'filename', 'record_key'])
     image, label = preprocess_fn(image, checked_label(label, dataset, filename, key))
     images, labels = tf1.train.batch(
-        [image, label], batch_size=batch_size, num_threads=1 if deterministic else data.num_preprocess_threads,
+        [image, label], batch_size=batch_size, num_threads=1 if deterministic else options.num_preprocess_threads,
         capacity=4 * batch_size)
     return {'images': images, 'labels': labels}
 

@@ -17,13 +17,16 @@ Skip score layers start at zero (as in Long et al.), so at initialisation the sk
 nothing and the net predicts from its coarser scores only (interpolated differently: see
 tests/test_fcn_heads.py for what exactly carries over).
 """
+import dataclasses
+
 from fcn.compat import slim, tf, tf1
+from fcn.config import MODEL_NAMES
 from fcn.nets import upsample, vgg
 
 STRIDE = 32
 HEAD_SCOPE = 'fcn'
 # skips fused by each net; its output stride is 32 / 2**skips
-NUM_SKIPS = {'fcn32s': 0, 'fcn16s': 1, 'fcn8s': 2}
+NUM_SKIPS = dict(zip(MODEL_NAMES, (0, 1, 2)))  # MODEL_NAMES: fcn32s, fcn16s, fcn8s (fcn.config owns the choice)
 # skips in the order they are fused: (trunk end point, score layer, 2x upsampling into it, at-once scale)
 SKIPS = (('pool4', 'score_pool4', 'upscore2', 0.01),
          ('pool3', 'score_pool3', 'upscore_pool4', 0.0001))
@@ -125,15 +128,21 @@ def fcn32s(images, num_classes, **kwargs):
     return fcn(images, num_classes, 'fcn32s', **kwargs)
 
 
-def model_kwargs(model_cfg):
-    """The keyword arguments of `fcn()` (after images, num_classes) from a config's `model` section
-    (values checked by fcn.config.CHECKS when the config was loaded)."""
-    return {'name': model_cfg.name, 'width': model_cfg.width, 'dropout_keep_prob': model_cfg.dropout_keep_prob,
-            'weight_decay': model_cfg.weight_decay, 'upsample_trainable': model_cfg.upsample == 'learnable',
-            'skip_scaling': model_cfg.skip_scaling}
+@dataclasses.dataclass(frozen=True)
+class ModelOptions:
+    """The keyword arguments of `fcn()` after images and num_classes (fcn.options.model builds
+    them from a config's `model` section)."""
+    name: str = 'fcn32s'
+    width: float = 1.0
+    dropout_keep_prob: float = 0.5
+    weight_decay: float = 0.0005
+    upsample_trainable: bool = True
+    skip_scaling: bool = False
+
+    def kwargs(self):
+        return dataclasses.asdict(self)
 
 
-def build_model(images, cfg, num_classes, is_training):
-    """The net named by `model.name`, configured from the `model` section of a config
-    (its values checked by fcn.config.CHECKS)."""
-    return fcn(images, num_classes, is_training=is_training, **model_kwargs(cfg.model))
+def build_model(images, options, num_classes, is_training):
+    """The net of `options` (ModelOptions): `fcn(images, num_classes, is_training, ...)`."""
+    return fcn(images, num_classes, is_training=is_training, **options.kwargs())

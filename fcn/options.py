@@ -1,0 +1,93 @@
+"""The config turned into typed option values, once, at the orchestration floor.
+
+fcn.task, fcn.train_lib, fcn.eval_lib and the export entry read the config; what they hand
+down (to fcn.optim, fcn.losses, fcn.nets, fcn.input) are the small frozen values below, as
+`fcn.inference.options` does for the inference graph (DeepLab's ModelOptions). The values
+were checked when the config was loaded (fcn.config.CHECKS); this only converts them.
+"""
+import dataclasses
+
+from fcn import losses, optim
+from fcn.config import LOSS_TERM_OPTIONS, crop_size
+from fcn.input.preprocess import AugmentOptions
+from fcn.input.provider import InputOptions
+from fcn.nets.fcn import ModelOptions
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainOptions:
+    """What the layers below the trainer need of a config."""
+    model: ModelOptions
+    schedule: optim.Schedule
+    optimizer: optim.OptimizerOptions
+    gradients: optim.GradientOptions
+    augment: AugmentOptions
+    input: InputOptions
+    loss: losses.LossOptions
+
+
+def model(cfg):
+    """ModelOptions from the `model` section."""
+    m = cfg.model
+    return ModelOptions(name=m.name, width=float(m.width), dropout_keep_prob=float(m.dropout_keep_prob),
+                        weight_decay=float(m.weight_decay), upsample_trainable=m.upsample == 'learnable',
+                        skip_scaling=bool(m.skip_scaling))
+
+
+def training(cfg, info):
+    """TrainOptions of a config; `info` (fcn.data.info.DatasetInfo) gives the class count and
+    the training split's pixel counts that loss.class_weights may be computed from."""
+    return TrainOptions(model=model(cfg), schedule=schedule(cfg), optimizer=optimizer(cfg),
+                        gradients=gradients(cfg), augment=augment(cfg), input=input_pipeline(cfg),
+                        loss=loss(cfg, info))
+
+
+def schedule(cfg):
+    t = cfg.train
+    return optim.Schedule(name=t.lr_schedule, learning_rate=float(t.learning_rate), total_steps=int(t.steps),
+                          end_learning_rate=float(t.end_learning_rate), lr_power=float(t.lr_power),
+                          decay_steps=int(t.decay_steps), decay_rate=float(t.decay_rate),
+                          warmup_steps=int(t.warmup_steps), warmup_start_factor=float(t.warmup_start_factor))
+
+
+def optimizer(cfg):
+    return optim.OptimizerOptions(name=cfg.train.optimizer, momentum=float(cfg.train.momentum))
+
+
+def gradients(cfg):
+    t = cfg.train
+    return optim.GradientOptions(clip_norm=float(t.clip_gradient_norm),
+                                 lr_multipliers=tuple((scope, float(factor)) for scope, factor in t.lr_multipliers),
+                                 bias_lr_multiplier=float(t.bias_lr_multiplier))
+
+
+def augment(cfg):
+    a = cfg.augment
+    return AugmentOptions(crop_size=crop_size(cfg.train.crop_size), min_scale=float(a.min_scale),
+                          max_scale=float(a.max_scale), scale_step=float(a.scale_step), flip=bool(a.flip),
+                          brightness=float(a.brightness), contrast=float(a.contrast),
+                          saturation=float(a.saturation), hue=float(a.hue))
+
+
+def input_pipeline(cfg):
+    d = cfg.data
+    return InputOptions(num_readers=d.num_readers, num_preprocess_threads=d.num_preprocess_threads,
+                        shuffle_capacity=d.shuffle_capacity, deterministic=bool(cfg.train.deterministic),
+                        seed=cfg.train.seed)
+
+
+def loss(cfg, info):
+    """LossOptions; loss.class_weights resolved against the training split of `info`."""
+    weights = losses.resolve_class_weights(cfg.loss.class_weights, info.split(cfg.data.train_split),
+                                           info.num_classes)
+    return losses.LossOptions(terms=tuple(loss_term(term) for term in cfg.loss.terms),
+                              class_weights=None if weights is None else tuple(weights),
+                              top_k_percent=float(cfg.loss.top_k_percent),
+                              hard_mining_anneal_steps=int(cfg.loss.hard_mining_anneal_steps))
+
+
+def loss_term(term):
+    """A LossTerm from one (checked) entry of loss.terms: {name, weight, options of that loss}."""
+    term_options = {option: float(term.get(option, default))
+                    for option, default in LOSS_TERM_OPTIONS[term['name']].items()}
+    return losses.LossTerm(name=term['name'], weight=float(term.get('weight', 1.0)), **term_options)
