@@ -254,9 +254,8 @@ def test_the_command_prints_one_error_line_and_keeps_an_existing_checkpoint(bad_
     assert run.returncode == 2 and run.stderr.startswith('error: ') and 'Traceback' not in run.stderr, run.stderr
     assert 'runs_code.pth is refused' in run.stderr
     (tmp_path / 'out.ckpt.index').write_text('kept')
-    run = run_script('convert_weights.py', '--from', 'torchvision', str(bad_pth / 'missing_bias.pth'),
-                     '--out', str(tmp_path / 'out.ckpt'))
-    assert run.returncode == 2 and 'out.ckpt.index already exists; pass --overwrite' in run.stderr, run.stderr
+    with pytest.raises(ConvertError, match='out.ckpt.index already exists; pass --overwrite'):
+        convert.convert('torchvision', str(bad_pth / 'missing_bias.pth'), str(tmp_path / 'out.ckpt'))
     assert (tmp_path / 'out.ckpt.index').read_text() == 'kept'
 
 
