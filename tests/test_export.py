@@ -15,6 +15,7 @@ import pytest
 
 from datasets_fixtures import read_examples
 from fcn import eval_lib
+from fcn.export import export_source
 from fcn.export import frozen, label_info
 from fcn.export.frozen import FrozenModel
 from fcn.export.saved_model import SavedModelRunner
@@ -36,7 +37,7 @@ def run(tmp_path_factory):
 
 
 def _frozen(cfg, checkpoint, path):
-    frozen.export(cfg, checkpoint, str(path))
+    frozen.export(export_source(cfg, checkpoint), str(path))
     return FrozenModel(str(path))
 
 

@@ -1,12 +1,14 @@
 """Exporting a trained model, and running what was exported.
 
 One module a format: `frozen` (GraphDef, TensorFlow 1 style), `saved_model` (TF Serving),
-`onnx` (ONNX Runtime, TensorRT), `tflite` (phones). Each has
-`export(cfg, checkpoint, out_path, ...)` (returns the bytes written) and a runner class
+`onnx` (ONNX Runtime, TensorRT), `tflite` (phones). Each has a writer taking an
+`ExportSource` (what is exported; `export()` reads it from the config once, with
+`export_source`) and the output path (returns the bytes written), and a runner class
 (`.predict(rgb uint8 [H, W, 3]) -> int32 class ids [H, W]`, `.labels`, `.close()`).
 Every format is built from `fcn.inference`, so all of them predict what eval measured.
 """
 import collections
+import dataclasses
 import importlib
 import os
 
@@ -18,7 +20,7 @@ INPUT_NAME = 'ImageTensor'
 OUTPUT_NAME = 'SemanticPredictions'
 
 # --format name -> where its writer is: a function of fcn.export.<module> taking
-# (cfg, checkpoint, out_path, **options), the options it takes and those it needs.
+# (ExportSource, out_path, **options), the options it takes and those it needs.
 # onnx.py and tflite.py convert frozen.freeze_with_info(tiling=False).
 Format = collections.namedtuple('Format', 'module function options required')
 FORMATS = {
@@ -45,7 +47,31 @@ def export(fmt, cfg, checkpoint, out_path, **options):
         if key not in given:
             raise ValueError('--format %s needs --%s' % (fmt, key))
     function = getattr(importlib.import_module('fcn.export.' + spec.module), spec.function)
-    return function(cfg, checkpoint, out_path, **given)
+    return function(export_source(cfg, checkpoint), out_path, **given)
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportSource:
+    """What a format writes, as values: the checkpoint, its dataset's labels (`label_info`),
+    the keyword arguments of fcn.inference.predict_classes, the `model` section (for the
+    sidecar) and train.ema_decay (EMA shadows restored when > 0, as in eval)."""
+    checkpoint: str
+    labels: dict
+    inference: dict
+    model: dict
+    ema_decay: float = 0.0
+
+    def without_tiling(self):
+        """The same with eval.tile_size dropped (the ONNX and TFLite converters' fixed graphs)."""
+        return dataclasses.replace(self, inference=dict(self.inference, tile_size=None))
+
+
+def export_source(cfg, checkpoint):
+    """The ExportSource of `checkpoint` trained with `cfg`, once the run's model keys match cfg's."""
+    from fcn import inference, rundir
+    rundir.check_model_keys(cfg)
+    return ExportSource(checkpoint=checkpoint, labels=label_info(cfg), inference=inference.options(cfg),
+                        model=cfg.model.to_dict(), ema_decay=float(cfg.train.ema_decay))
 
 
 def label_info(cfg):
@@ -56,11 +82,13 @@ def label_info(cfg):
             'palette': [list(c) for c in info.palette], 'ignore_label': info.ignore_label}
 
 
-def export_info(cfg, checkpoint, options):
-    """label_info plus what was exported: checkpoint, model, EMA, inference options."""
-    info = label_info(cfg)
-    info.update({'input': INPUT_NAME + ':0', 'output': OUTPUT_NAME + ':0', 'checkpoint': checkpoint,
-                 'model': cfg.model.to_dict(), 'ema': bool(cfg.train.ema_decay),
+def export_info(source):
+    """label_info plus what was exported: checkpoint, model, EMA, inference options (of the
+    ExportSource `source`)."""
+    options = source.inference
+    info = dict(source.labels)
+    info.update({'input': INPUT_NAME + ':0', 'output': OUTPUT_NAME + ':0', 'checkpoint': source.checkpoint,
+                 'model': source.model, 'ema': bool(source.ema_decay),
                  'scales': list(options['scales']), 'flip': options['flip'],
                  'tile_size': list(options['tile_size']) if options['tile_size'] else None,
                  'tile_overlap': options['tile_overlap']})

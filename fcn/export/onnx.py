@@ -34,9 +34,10 @@ def export(frozen, out_path, labels=None, opset=OPSET):
     return len(data)
 
 
-def from_checkpoint(cfg, checkpoint, out_path, opset=OPSET):
-    """`export` of the checkpoint's frozen inference graph (eval.scales and eval.flip in it)."""
-    graph_def, info = frozen_module.freeze_with_info(cfg, checkpoint, tiling=False)
+def from_checkpoint(source, out_path, opset=OPSET):
+    """`export` of the frozen inference graph of an ExportSource's checkpoint (eval.scales and
+    eval.flip in it)."""
+    graph_def, info = frozen_module.freeze_with_info(source, tiling=False)
     return export(graph_def, out_path, info, opset)
 
 
