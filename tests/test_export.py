@@ -14,8 +14,8 @@ import pytest
 
 from datasets_fixtures import read_examples
 from fcn import eval_lib
-from fcn.export import frozen
-from fcn.export.common import label_info, sidecar_path
+from fcn.export import export_source, frozen, label_info
+from fcn.export.common import sidecar_path
 from fcn.export.frozen import FrozenModel
 from fcn.export.saved_model import SavedModelRunner
 from inference_fixtures import random_checkpoint
@@ -36,7 +36,7 @@ def run(tmp_path_factory):
 
 
 def _frozen(cfg, checkpoint, path):
-    frozen.export(cfg, checkpoint, str(path))
+    frozen.export(export_source(cfg, checkpoint), str(path))
     return FrozenModel(str(path))
 
 

@@ -16,6 +16,7 @@ import pytest
 
 from datasets_fixtures import read_examples
 from fcn import eval_lib, train_lib
+from fcn.export import export_source
 from fcn.export import frozen as frozen_export
 from fcn.compat import tf, tf1
 from fcn.export import onnx, tflite
@@ -61,7 +62,7 @@ def _randomise_score_layers(cfg, checkpoint, seed, std=0.5):
 @pytest.fixture(scope='module')
 def frozen_path(run, tmp_path_factory):
     path = str(tmp_path_factory.mktemp('frozen') / 'model.pb')
-    frozen_export.export(run, eval_lib.resolve_checkpoint(run), path)
+    frozen_export.export(export_source(run, eval_lib.resolve_checkpoint(run)), path)
     return path
 
 
@@ -221,12 +222,12 @@ def test_multi_scale_flipped_exports_predict_the_frozen_graphs_ids(multi_scale_r
     """eval.scales and eval.flip are in the graph: resizes and mirrors convert too."""
     cfg = multi_scale_run
     checkpoint = eval_lib.resolve_checkpoint(cfg)
-    frozen_export.export(cfg, checkpoint, str(tmp_path / 'multi.pb'))
+    frozen_export.export(export_source(cfg, checkpoint), str(tmp_path / 'multi.pb'))
     frozen = FrozenModel(str(tmp_path / 'multi.pb'))
     counts = np.bincount(np.concatenate([frozen.predict(image).ravel() for image in images]), minlength=5)
     assert (counts > 0.05 * counts.sum()).sum() >= 3, counts
-    onnx.export(cfg, checkpoint, str(tmp_path / 'onnx' / 'multi.onnx'))
-    tflite.export(cfg, checkpoint, str(tmp_path / 'tflite' / 'multi.tflite'), TFLITE_SIZE)
+    onnx.export(export_source(cfg, checkpoint), str(tmp_path / 'onnx' / 'multi.onnx'))
+    tflite.export(export_source(cfg, checkpoint), str(tmp_path / 'tflite' / 'multi.tflite'), TFLITE_SIZE)
     onnx_agreement = _agreement(OnnxModel(str(tmp_path / 'onnx' / 'multi.onnx')), frozen, images)
     same_size = [image for image in images if image.shape[:2] == TFLITE_SIZE]
     tflite_agreement = _agreement(TFLiteModel(str(tmp_path / 'tflite' / 'multi.tflite')), frozen, same_size)

@@ -1,7 +1,8 @@
 """Exporting a trained model, and running what was exported: one table of formats.
 
-Each format is one row of FORMATS: its writer, `export(cfg, checkpoint, out_path, **options)`
-(returns the bytes written; the same entry point for every format), its runner class
+Each format is one row of FORMATS: its writer, `export(source, out_path, **options)` (the same
+entry point for every format: an ExportSource, what is exported, as values, read from the config
+once by `export_source`; returns the bytes written), its runner class
 (`Runner(path)`: `.predict(rgb uint8 [H, W, 3]) -> int32 class ids [H, W]`, `.labels`,
 `.close()`), the options its writer takes and how predict.py recognises its models. Writers
 and runners are named as 'module:attribute' and imported when used, so this table (export.py's
@@ -11,8 +12,11 @@ on fcn.inference, so every format predicts what eval measured. Shared helpers (t
 sidecar, atomic writes, the input check): fcn.export.common.
 """
 import collections
+import dataclasses
 import importlib
 import os
+
+from fcn.data import info as dataset_info
 
 # options: {option name: True if the format needs it}; suffix: the model file's extension
 # (None: a folder).
@@ -57,7 +61,39 @@ def export(name, cfg, checkpoint, out_path, **options):
     `options` (input_size, quantize) go to the formats that take them and must be None for
     the others; None leaves an option to the format's default."""
     given = check_options(name, **options)
-    return _resolve(get_format(name).writer)(cfg, checkpoint, out_path, **given)
+    return _resolve(get_format(name).writer)(export_source(cfg, checkpoint), out_path, **given)
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportSource:
+    """What a format writes, as values: the checkpoint, its dataset's labels (`label_info`),
+    the keyword arguments of fcn.inference.predict_classes, the `model` section (for the
+    sidecar) and train.ema_decay (EMA shadows restored when > 0, as in eval)."""
+    checkpoint: str
+    labels: dict
+    inference: dict
+    model: dict
+    ema_decay: float = 0.0
+
+    def without_tiling(self):
+        """The same with eval.tile_size dropped (the ONNX and TFLite converters' fixed graphs)."""
+        return dataclasses.replace(self, inference=dict(self.inference, tile_size=None))
+
+
+def export_source(cfg, checkpoint):
+    """The ExportSource of `checkpoint` trained with `cfg`, once the run's model keys match cfg's."""
+    from fcn import inference, rundir
+    rundir.check_model_keys(cfg)
+    return ExportSource(checkpoint=checkpoint, labels=label_info(cfg), inference=inference.options(cfg),
+                        model=cfg.model.to_dict(), ema_decay=float(cfg.train.ema_decay))
+
+
+def label_info(cfg):
+    """num_classes, class names, palette and ignore label of the dataset the model was trained
+    on: the run's own description (RUN_DIR/dataset.json), else the records' summary.json."""
+    info = dataset_info.for_config(cfg)
+    return {'num_classes': info.num_classes, 'class_names': list(info.class_names),
+            'palette': [list(c) for c in info.palette], 'ignore_label': info.ignore_label}
 
 
 def format_of(path):

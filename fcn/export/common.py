@@ -11,7 +11,6 @@ import os
 
 import numpy as np
 
-from fcn.data import info as dataset_info
 from fcn.data.palette import voc_palette
 
 INPUT_NAME = 'ImageTensor'
@@ -29,19 +28,13 @@ def write_atomic(path, data):
     os.replace(path + '.tmp', path)
 
 
-def label_info(cfg):
-    """num_classes, class names, palette and ignore label of the dataset the model was trained
-    on: the run's own description (RUN_DIR/dataset.json), else the records' summary.json."""
-    info = dataset_info.for_config(cfg)
-    return {'num_classes': info.num_classes, 'class_names': list(info.class_names),
-            'palette': [list(c) for c in info.palette], 'ignore_label': info.ignore_label}
-
-
-def export_info(cfg, checkpoint, options):
-    """label_info plus what was exported: checkpoint, model, EMA, inference options."""
-    info = label_info(cfg)
-    info.update({'input': INPUT_NAME + ':0', 'output': OUTPUT_NAME + ':0', 'checkpoint': checkpoint,
-                 'model': cfg.model.to_dict(), 'ema': bool(cfg.train.ema_decay),
+def export_info(source):
+    """The labels plus what was exported: checkpoint, model, EMA, inference options (of the
+    ExportSource `source`)."""
+    options = source.inference
+    info = dict(source.labels)
+    info.update({'input': INPUT_NAME + ':0', 'output': OUTPUT_NAME + ':0', 'checkpoint': source.checkpoint,
+                 'model': source.model, 'ema': bool(source.ema_decay),
                  'scales': list(options['scales']), 'flip': options['flip'],
                  'tile_size': list(options['tile_size']) if options['tile_size'] else None,
                  'tile_overlap': options['tile_overlap']})

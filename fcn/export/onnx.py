@@ -32,9 +32,10 @@ def from_frozen(frozen, out_path, labels=None, opset=OPSET):
     return len(data)
 
 
-def export(cfg, checkpoint, out_path, opset=OPSET):
-    """`from_frozen` of the checkpoint's frozen inference graph (eval.scales and eval.flip in it)."""
-    graph_def, info = frozen_module.freeze_with_info(cfg, checkpoint, tiling=False)
+def export(source, out_path, opset=OPSET):
+    """`from_frozen` of the frozen inference graph of an ExportSource's checkpoint (eval.scales
+    and eval.flip in it)."""
+    graph_def, info = frozen_module.freeze_with_info(source, tiling=False)
     return from_frozen(graph_def, out_path, info, opset)
 
 

@@ -40,11 +40,12 @@ def from_frozen(frozen, out_path, labels=None, input_size=None, quantize='none')
     return len(data)
 
 
-def export(cfg, checkpoint, out_path, input_size, quantize='none'):
-    """`from_frozen` of the checkpoint's frozen inference graph (eval.scales and eval.flip in it)."""
+def export(source, out_path, input_size, quantize='none'):
+    """`from_frozen` of the frozen inference graph of an ExportSource's checkpoint (eval.scales
+    and eval.flip in it)."""
     height, width = check_input_size(input_size)  # before the slow part
     check_quantize(quantize)
-    graph_def, info = frozen.freeze_with_info(cfg, checkpoint, tiling=False)
+    graph_def, info = frozen.freeze_with_info(source, tiling=False)
     return from_frozen(graph_def, out_path, info, (height, width), quantize)
 
 
