@@ -6,7 +6,7 @@ test process. Imports nothing of fcn.
 
   python convert_sources.py torchvision OUT.pth IMAGE.npy LOGITS.npy
   python convert_sources.py keras3 OUT.weights.h5 IMAGE.npy LOGITS.npy WEIGHTS.npz
-  python convert_sources.py keras2 OUT.h5 WEIGHTS.npz
+  python convert_sources.py keras2 OUT.h5 WEIGHTS.npz [WHOLE_MODEL.h5]
   python convert_sources.py torch-bad-files FOLDER
   python convert_sources.py keras-bad-files FOLDER
 
@@ -46,14 +46,17 @@ def keras3_vgg16(out, image_path, logits_path, weights_path):
     np.savez(weights_path, *model.get_weights())
 
 
-def keras2_vgg16(out, weights_path):
-    """TensorFlow 2.15's Keras 2 VGG16 holding the weights of `weights_path`, saved as .h5."""
+def keras2_vgg16(out, weights_path, whole_model=None):
+    """TensorFlow 2.15's Keras 2 VGG16 holding the weights of `weights_path`, saved as .h5 by
+    save_weights (and, with `whole_model`, by model.save: the weights under model_weights)."""
     import numpy as np
     from tensorflow import keras
     model = keras.applications.VGG16(weights=None, classifier_activation=None)
     with np.load(weights_path) as weights:
         model.set_weights([weights['arr_%d' % i] for i in range(len(weights.files))])
     model.save_weights(out)
+    if whole_model:
+        model.save(whole_model)
 
 
 class RunsCode:

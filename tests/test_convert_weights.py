@@ -164,20 +164,23 @@ def test_keras3_vgg16_converted_gives_keras_logits_in_tf_slims_vgg_16(keras3_con
 
 
 def test_keras2_h5_of_the_same_weights_converts_to_the_same_checkpoint(keras3_converted, tmp_path):
-    """TensorFlow 2.15's Keras 2 writes the other HDF5 layout (layer_names, weight_names); the
-    same weights give the Keras 3 file's checkpoint, tensor for tensor."""
+    """TensorFlow 2.15's Keras 2 writes the other HDF5 layout (layer_names, weight_names), by
+    save_weights and, under model_weights, by model.save; the same weights give the Keras 3
+    file's checkpoint, tensor for tensor."""
     python = external_python('FCN_TF215_PYTHON', 'TensorFlow 2.15 (Keras 2)')
     keras3_out, _, weights = keras3_converted
-    h5 = tmp_path / 'vgg16.h5'
-    run_source(python, 'keras2', h5, weights)
-    out = str(tmp_path / 'vgg_16.ckpt')
-    convert.convert('keras', str(h5), out, log=lambda *_: None)
-    os.remove(h5)
-    ours, theirs = tf.train.load_checkpoint(out), tf.train.load_checkpoint(keras3_out)
-    names = ours.get_variable_to_shape_map()
-    assert len(names) == 32 and names == theirs.get_variable_to_shape_map()
-    for name in names:
-        np.testing.assert_array_equal(ours.get_tensor(name), theirs.get_tensor(name))
+    theirs = tf.train.load_checkpoint(keras3_out)
+    run_source(python, 'keras2', tmp_path / 'vgg16.h5', weights, tmp_path / 'whole_model.h5')
+    for h5 in ('vgg16.h5', 'whole_model.h5'):
+        out = str(tmp_path / (h5 + '.ckpt'))
+        convert.convert('keras', str(tmp_path / h5), out, log=lambda *_: None)
+        os.remove(tmp_path / h5)
+        ours = tf.train.load_checkpoint(out)
+        names = ours.get_variable_to_shape_map()
+        assert len(names) == 32 and names == theirs.get_variable_to_shape_map()
+        for name in names:
+            np.testing.assert_array_equal(ours.get_tensor(name), theirs.get_tensor(name))
+        os.remove(out + '.data-00000-of-00001')
 
 
 # ----------------------------------------------------------------------------- the fold, small
