@@ -20,6 +20,7 @@ from fcn import eval_lib, metrics, train_lib
 from fcn.compat import tf, tf1
 from fcn.export import export_source
 from fcn.export import frozen
+from fcn.export.common import sidecar_path
 from fcn.export.frozen import FrozenModel
 from fcn import options
 from fcn.nets.fcn import build_model
@@ -142,7 +143,7 @@ def test_export_freezes_the_ema_shadows(ema_run, tmp_path):
     assert _shadows_differ(reader, 'vgg_16/fc8/weights')
     for name, value in constants.items():
         np.testing.assert_array_equal(value, reader.get_tensor(name + '/ExponentialMovingAverage'), err_msg=name)
-    with open(frozen.sidecar_path(model_path)) as f:
+    with open(sidecar_path(model_path)) as f:
         assert json.load(f)['ema'] is True
 
 

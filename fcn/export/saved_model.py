@@ -16,7 +16,7 @@ import tempfile
 from fcn import inference
 from fcn.deploy import shared_gpu_config
 from fcn.compat import DecodedImage, tf, tf1
-from fcn.export import OUTPUT_NAME, check_image, export_info
+from fcn.export.common import OUTPUT_NAME, check_image, export_info
 from fcn.export.frozen import build_inference_graph
 
 IMAGES_SIGNATURE = tf1.saved_model.signature_constants.DEFAULT_SERVING_SIGNATURE_DEF_KEY  # serving_default
