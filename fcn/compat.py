@@ -1,11 +1,15 @@
-"""The one place that bridges TensorFlow 2.21 and tf-slim 1.1.0.
+"""The one place that bridges TensorFlow 2.12 to 2.21 and tf-slim 1.1.0.
 
 Everything else imports `tf`, `tf1` and `slim` from here, so each workaround for a gap
-between the two lives (and is tested, tests/test_compat.py) in this module alone:
+between the two lives (and is tested, tests/test_compat.py) in this module alone. Each
+names the TensorFlow versions it applies to ("all" = 2.12 to 2.21; CI runs the whole suite
+on 2.21 and `pytest -m tf_subset` on 2.12 and 2.15):
 
-- graph mode: `tf.compat.v1.disable_eager_execution()` once at import.
-- `tfexample_decoder.Image` calls `control_flow_ops.case`/`cond`, gone from TF 2.x:
-  `DecodedImage` is a drop-in item handler built on `tf.io.decode_image`.
+- graph mode (all): `tf.compat.v1.disable_eager_execution()` once at import.
+
+- `tfexample_decoder.Image` calls `control_flow_ops.case`/`cond`, moved out of that module in
+  TF 2.14 (2.12 and 2.13 still have them; SLIM_IMAGE_HANDLER_BROKEN): `DecodedImage` is a
+  drop-in item handler built on `tf.io.decode_image`, used on every version alike.
 - `slim.learning.create_train_op(clip_gradient_norm=...)` uses the removed
   `ops.IndexedSlices`: callers clip with `tf.clip_by_global_norm` (fcn.optim).
 - `slim.batch_norm` needs the missing tf_keras legacy module: VGG/FCN do not use it.
@@ -23,11 +27,14 @@ between the two lives (and is tested, tests/test_compat.py) in this module alone
 - start-up noise: importing TensorFlow and its first look for a GPU write absl lines to file
   descriptor 2 (`WARNING: All log messages before absl::InitializeLog()`, `cudart_stub.cc ...
   Could not find cuda drivers`, `E0000 ... failed call to cuInit` on a machine without a GPU,
-  oneDNN and CPU-feature notices) that TF_CPP_MIN_LOG_LEVEL does not silence. `quiet_stderr`
+  oneDNN and CPU-feature notices) that TF_CPP_MIN_LOG_LEVEL does not silence; TF 2.15 and
+  older write them as `2026-12-03 12:18:39.154586: E .../cuda_dnn.cc:9261] Unable to register
+  cuDNN factory ...` (2.15: three such E lines at import) instead of absl's `E1203 ...` form. `quiet_stderr`
   captures descriptor 2 around the import and the GPU probe and passes on every other line;
   `FCN_DEBUG=1` or `FCN_VERBOSE=1` (the scripts' --verbose) shows everything.
 - `tf.lite.Interpreter` warns on every construction that it is deprecated in favour of the
-  ai_edge_litert package (it still ships and works in 2.21): `tflite_interpreter` silences it.
+  ai_edge_litert package (2.21 does, 2.12 and 2.15 do not; it still ships and works in 2.21):
+  `tflite_interpreter` silences it where it warns.
 - tf2onnx 1.17 rewrites each node's attributes in place (`Node.update_proto`, once per
   optimizer pass); with protobuf's upb backend (what TensorFlow 2.21 installs) replaced fields
   stay in the message's arena until the message is freed, so every pass keeps one more copy of
@@ -47,6 +54,9 @@ NOISE = re.compile(
     r'^WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR'
     r'|^[IW]\d{4} [\d:. ]+\d+ [\w.]+:\d+\] '                  # absl INFO / WARNING lines
     r'|^E\d{4} [\d:. ]+\d+ [\w.]+:\d+\] (failed call to cuInit|Unable to register cu\w+ factory)'
+    # TensorFlow <= 2.15 logs in its own format: "2026-12-03 12:18:39.154586: E path/file.cc:9261] ..."
+    r'|^\d{4}-\d\d-\d\d [\d:.]+: [IW] [\w./]+:\d+\] '
+    r'|^\d{4}-\d\d-\d\d [\d:.]+: E [\w./]+:\d+\] (failed call to cuInit|Unable to register cu\w+ factory)'
     r'|oneDNN custom operations are on|^To enable the following instructions:'
     r'|This TensorFlow binary is optimized to use available CPU instructions'
     r'|^TF-TRT Warning')
@@ -92,6 +102,10 @@ with quiet_stderr():
     from tf_slim.data import tfexample_decoder  # noqa: E402
     tf.config.list_physical_devices('GPU')  # the CUDA probe (cuInit) logs here, not in the first Session
 
+TF_VERSION = tuple(int(part) for part in tf.__version__.split('.')[:2])  # (2, 15)
+# tf-slim 1.1.0's tfexample_decoder.Image calls control_flow_ops.case, gone from TF 2.14 on.
+SLIM_IMAGE_HANDLER_BROKEN = TF_VERSION >= (2, 14)
+
 tf1 = tf.compat.v1
 tf1.disable_eager_execution()
 tf1.logging.set_verbosity(tf1.logging.INFO if VERBOSE else tf1.logging.ERROR)
@@ -136,8 +150,12 @@ def checkpoint_exists(path):
     return tf.io.gfile.exists(path) and not tf.io.gfile.isdir(path)
 
 
-def gpu_count():
-    return len(tf.config.list_physical_devices('GPU'))
+def visible_gpus():
+    """Names of the GPUs TensorFlow sees (CUDA_VISIBLE_DEVICES applied), e.g.
+    ['NVIDIA A100-SXM4-40GB', ...]; [] without one. The one call that lists devices: tests
+    stub it to stand for a GPU machine."""
+    gpus = tf.config.list_physical_devices('GPU')
+    return [tf.config.experimental.get_device_details(gpu).get('device_name', gpu.name) for gpu in gpus]
 
 
 def set_op_determinism(enabled):

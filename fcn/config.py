@@ -257,10 +257,17 @@ class Check:
     """`valid(value)` -> bool; `text` says what is valid. `own_types`: the predicate checks
     the type itself, instead of the schema default's type (for keys that take several)."""
 
-    def __init__(self, text, valid, own_types=False):
+    def __init__(self, text, valid, own_types=False, explain=None):
         self.text = text
         self.valid = valid
         self.own_types = own_types
+        self.explain = explain  # (value) -> a message naming the faulty part, for structured values
+
+    def problem(self, key, value):
+        """None when `value` is valid, else what is wrong with it (naming the key and the value)."""
+        if self(value):
+            return None
+        return (self.explain and self.explain(value)) or '%s must be %s, got %r' % (key, self.text, value)
 
     def __call__(self, value):
         try:
@@ -339,6 +346,61 @@ UPSAMPLE_MODES = ('learnable', 'fixed')
 LR_SCHEDULES = ('fixed', 'poly', 'step', 'exponential', 'cosine')
 OPTIMIZERS = ('momentum', 'sgd', 'adam', 'rmsprop')
 CLASS_WEIGHT_METHODS = ('median_frequency', 'inverse_frequency', 'none')
+LOSS_NAMES = ('cross_entropy', 'dice', 'focal', 'lovasz')
+# the options a loss term takes besides name and weight, with their defaults
+LOSS_TERM_OPTIONS = {'cross_entropy': {}, 'dice': {}, 'focal': {'gamma': 2.0}, 'lovasz': {}}
+_TERMS_EXAMPLE = '[{name: cross_entropy, weight: 1.0}, {name: dice, weight: 0.5}]'
+
+
+def _loss_terms_problem(terms):
+    """None, or what is wrong with loss.terms: the first faulty term, its key and its value."""
+    if not isinstance(terms, list) or not terms:
+        return 'loss.terms must be a non-empty list of {name: ..., weight: ...}, e.g. %s; got %r' % (
+            _TERMS_EXAMPLE, terms)
+    seen = set()
+    for index, term in enumerate(terms):
+        problem = _loss_term_problem('loss.terms[%d]' % index, term, seen)
+        if problem:
+            return problem
+    if all(_yaml_float(term.get('weight', 1.0)) == 0 for term in terms):
+        return 'loss.terms: every weight is 0, so nothing would be trained; give one term a weight > 0'
+    return None
+
+
+def _loss_term_problem(key, term, seen):
+    if not isinstance(term, dict) or 'name' not in term:
+        return '%s must be a mapping with a name (one of %s) and a weight, e.g. {name: dice, weight: 1.0}; got %r' % (
+            key, ', '.join(LOSS_NAMES), term)
+    name = term['name']
+    if name not in LOSS_NAMES:
+        return '%s.name must be one of %s, got %r%s' % (key, ', '.join(LOSS_NAMES), name, _suggest_word(name))
+    if name in seen:
+        return '%s: %s is listed twice; give each loss once, with its weight' % (key, name)
+    seen.add(name)
+    valid = ('name', 'weight') + tuple(LOSS_TERM_OPTIONS[name])
+    unknown = [option for option in term if option not in valid]
+    if unknown:
+        return '%s (%s): unknown option %s: %r (valid: %s)' % (key, name, unknown[0], term[unknown[0]], ', '.join(valid))
+    for option in ('weight',) + tuple(LOSS_TERM_OPTIONS[name]):
+        value = _yaml_float(term.get(option, 0.0))
+        if not (_is_number(value) and value >= 0):
+            return '%s.%s (%s) must be a number >= 0, got %r' % (key, option, name, value)
+    return None
+
+
+def _yaml_float(value):
+    """A number as is; a string YAML 1.1 left unread ("1e-4") as its float; anything else as is."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _suggest_word(word):
+    close = difflib.get_close_matches(str(word), LOSS_NAMES, n=1, cutoff=0.5)
+    return ' (did you mean %r?)' % close[0] if close else ''
 
 CHECKS = {
     'data.num_classes': nullable(positive_int()),
@@ -385,6 +447,9 @@ CHECKS = {
         'null, a list of numbers >= 0, or one of %s' % ', '.join(CLASS_WEIGHT_METHODS),
         lambda v: v is None or v in CLASS_WEIGHT_METHODS or (
             isinstance(v, list) and all(_is_number(w) and w >= 0 for w in v)), own_types=True),
+    'loss.terms': Check('a non-empty list of {name: ..., weight: ...} (names: %s), e.g. %s'
+                        % (', '.join(LOSS_NAMES), _TERMS_EXAMPLE), lambda v: _loss_terms_problem(v) is None,
+                        own_types=True, explain=_loss_terms_problem),
     'loss.top_k_percent': fraction(),
     'loss.hard_mining_anneal_steps': non_negative_int(),
     'eval.max_images': nullable(positive_int()),
@@ -425,8 +490,9 @@ CROSS_CHECKS = (_batch_splits_over_clones, _scale_range, _deterministic_needs_se
 def check_value(key, value, source='config'):
     """Raises ConfigError unless `value` is valid for `key` (keys without a check pass)."""
     check = CHECKS.get(key)
-    if check is not None and not check(value):
-        raise ConfigError('%s: %s must be %s, got %r' % (source, key, check.text, value))
+    problem = None if check is None else check.problem(key, value)
+    if problem:
+        raise ConfigError('%s: %s' % (source, problem))
 
 
 def check_values(cfg, source_of=lambda key: 'config'):

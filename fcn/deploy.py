@@ -29,8 +29,10 @@ REGULARIZATION_LOSSES collection (slim's `weights_regularizer`); they are create
 with the variables, and added to the first clone's loss only.
 """
 import collections
+import os
 
 from fcn.compat import tf, tf1
+from fcn.config import ConfigError
 
 Clone = collections.namedtuple('Clone', ['outputs', 'scope', 'device'])
 Clone.__doc__ = """One model replica: model_fn's return value, its name scope ('' or 'clone_i/'), its device."""
@@ -135,6 +137,44 @@ def from_config(cfg, cluster_info=None):
         num_clones=deploy.num_clones, clone_on_cpu=deploy.clone_on_cpu,
         replica_id=cluster_info.task_index, num_replicas=cluster_info.num_workers,
         num_ps_tasks=cluster_info.num_ps, worker_job_name=cluster_info.task_type)
+
+
+def device_report(config, gpus):
+    """The trainer's first line: the GPUs TensorFlow sees (`gpus`: their names, from
+    fcn.compat.visible_gpus) and where the clones go. Raises ConfigError when the clones ask
+    for more GPUs than are visible (soft placement would put the extra ones on the CPU, a run
+    many times slower that looks fine); one clone without a GPU trains on the CPU."""
+    seen = 'GPUs: %d (%s)' % (len(gpus), ', '.join(gpus)) if gpus else 'no GPU visible'
+    if config.clone_on_cpu:
+        return '%s: %d clone%s on the CPU (deploy.clone_on_cpu)' % (
+            seen, config.num_clones, '' if config.num_clones == 1 else 's')
+    if not gpus and config.num_clones == 1:
+        return '%s: training on the CPU' % seen
+    if config.num_clones > len(gpus):
+        raise ConfigError(
+            'deploy.num_clones is %d but %d GPU%s visible (CUDA_VISIBLE_DEVICES=%s): set deploy.num_clones to '
+            'at most %d, make more GPUs visible with CUDA_VISIBLE_DEVICES, or set deploy.clone_on_cpu: true '
+            'to run the clones on the CPU' % (
+                config.num_clones, len(gpus), ' is' if len(gpus) == 1 else 's are',
+                os.environ.get('CUDA_VISIBLE_DEVICES', '(unset)'), max(len(gpus), 1)))
+    return '%s -> clones on %s' % (seen, ', '.join('GPU:%d' % i for i in range(config.num_clones)))
+
+
+def single_device_report(gpus, doing):
+    """eval's (and any one-device tool's) first line: 'GPUs: 1 (...) -> evaluating on GPU:0'
+    or 'no GPU visible: evaluating on the CPU'."""
+    if not gpus:
+        return 'no GPU visible: %s on the CPU' % doing
+    return 'GPUs: %d (%s) -> %s on GPU:0' % (len(gpus), ', '.join(gpus), doing)
+
+
+def shared_gpu_config(config=None):
+    """`config` (a new ConfigProto by default) with gpu_options.allow_growth: the session takes
+    GPU memory as it needs it instead of the whole GPU at start (TensorFlow's default), so an
+    evaluator or exporter runs next to a trainer on the same GPU."""
+    config = tf1.ConfigProto() if config is None else config
+    config.gpu_options.allow_growth = True
+    return config
 
 
 def create_clones(config, model_fn, args=(), kwargs=None):

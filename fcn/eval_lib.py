@@ -12,8 +12,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from fcn import failures, inference, metrics, rundir, runlock, visualize
-from fcn.compat import latest_checkpoint, tf, tf1
+from fcn import deploy, failures, inference, metrics, rundir, runlock, visualize
+from fcn.compat import latest_checkpoint, tf, tf1, visible_gpus
 from fcn.data import info as dataset_info
 from fcn.data import records
 from fcn.input import provider
@@ -55,7 +55,7 @@ class EvalGraph:
     def run(self, checkpoint, progress=True):
         """Evaluates one checkpoint over the split; returns (results dict, global step)."""
         with failures.named_failures(self.cfg.data.dir, self.dataset.split, what='evaluation'), \
-                tf1.Session(graph=self.graph) as sess:
+                tf1.Session(graph=self.graph, config=deploy.shared_gpu_config()) as sess:
             sess.run(tf1.local_variables_initializer())
             self.restorer.restore(sess, checkpoint)
             step = int(tf.train.load_checkpoint(checkpoint).get_tensor('global_step'))
@@ -279,6 +279,7 @@ def _evaluate(graph, checkpoint, progress):
 
 def evaluate_once(cfg, checkpoint=None, progress=True):
     """Evaluates one checkpoint, writes results, prints the per-class table; returns results."""
+    print(deploy.single_device_report(visible_gpus(), 'evaluating'))
     checkpoint = resolve_checkpoint(cfg, checkpoint)
     rundir.check_model_keys(cfg)
     results, path = _evaluate(EvalGraph(cfg), checkpoint, progress)
@@ -322,6 +323,7 @@ def evaluate_loop(cfg, progress=True, max_evals=None, timeout_secs=None, log=_sa
     """Evaluates each new checkpoint of train.run_dir until the final step, `max_evals`
     evaluations or `timeout_secs` without a new checkpoint (defaults: eval.max_evals,
     eval.timeout_secs; null = no limit). Returns the number of evaluations."""
+    log(deploy.single_device_report(visible_gpus(), 'evaluating'))
     max_evals = cfg.eval.max_evals if max_evals is None else max_evals
     timeout_secs = cfg.eval.timeout_secs if timeout_secs is None else timeout_secs
     rundir.check_model_keys(cfg)
@@ -345,7 +347,7 @@ def predictions_for_split(cfg, checkpoint, split=None):
     """(filename, label, prediction) numpy triples for a split: the raw material of the metrics."""
     graph = EvalGraph(cfg, split)
     out = []
-    with tf1.Session(graph=graph.graph) as sess:
+    with tf1.Session(graph=graph.graph, config=deploy.shared_gpu_config()) as sess:
         graph.restorer.restore(sess, checkpoint)
         coord = tf1.train.Coordinator()
         threads = tf1.train.start_queue_runners(sess, coord=coord)

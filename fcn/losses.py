@@ -1,10 +1,18 @@
-"""The segmentation loss: masked per-pixel softmax cross-entropy, class weights, hard-pixel mining.
+"""The segmentation losses: the weighted sum of `loss.terms` (`weighted_loss`) of
+
+- cross_entropy: masked per-pixel softmax cross-entropy, with class weights and hard-pixel
+  mining (`segmentation_loss`);
+- dice: soft Dice, 1 - mean over the classes present in the batch (`dice_loss`);
+- focal: -(1 - p_t)^gamma log p_t, Lin et al. 2017 (`focal_loss`);
+- lovasz: the Lovasz-softmax surrogate of the Jaccard loss, Berman et al. 2018 (`lovasz_softmax_loss`).
 
 Conventions (the trainer in fcn/train_lib.py relies on them):
 
-- `segmentation_loss` *returns* the scalar and does not add it to the
-  `tf.compat.v1.losses` collection: the caller decides (each clone adds its own loss
-  with `tf.compat.v1.losses.add_loss`, scaled by 1/num_clones).
+- Every loss *returns* its scalar and does not add it to the `tf.compat.v1.losses`
+  collection: the caller decides (each clone adds its own loss with
+  `tf.compat.v1.losses.add_loss`, scaled by 1/num_clones).
+- Pixels labelled `ignore_label` take no part in any loss; a batch without a valid pixel
+  gives 0, not NaN. Logits are cast to float32 first (mixed precision).
 - The mean is over *valid* pixels (label != ignore_label). With class weights the loss is
   sum(w[label] * ce) / number of valid pixels, not / sum(w[label]): a class weight of 2
   then really doubles that class's share of the gradient, and an image made only of
@@ -23,13 +31,16 @@ import numpy as np
 
 from fcn.compat import tf, tf1
 from fcn.config import CLASS_WEIGHT_METHODS as WEIGHT_METHODS
+from fcn.config import LOSS_NAMES  # noqa: F401 (the choices, owned by fcn.config)
 
 
 @dataclasses.dataclass(frozen=True)
 class LossTerm:
-    """One term of the loss: `name` (cross_entropy), its weight in the sum."""
+    """One term of the loss: `name` (one of LOSS_NAMES), its weight in the sum and, for
+    focal, the focusing parameter gamma."""
     name: str = 'cross_entropy'
     weight: float = 1.0
+    gamma: float = 2.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,12 +60,13 @@ def weighted_loss(logits, labels, num_classes, ignore_label, options, global_ste
     """
     values = {}
     for term in options.terms:
-        values[term.name] = _TERM_FNS[term.name](logits, labels, num_classes, ignore_label, options, global_step)
+        values[term.name] = _TERM_FNS[term.name](logits, labels, num_classes, ignore_label, term, options,
+                                                 global_step)
     total = tf.add_n([term.weight * values[term.name] for term in options.terms])
     return total, values
 
 
-def _cross_entropy(logits, labels, num_classes, ignore_label, options, global_step):
+def _cross_entropy(logits, labels, num_classes, ignore_label, term, options, global_step):
     top_k = options.top_k_percent
     if options.hard_mining_anneal_steps and top_k < 1.0:
         top_k = annealed_top_k(global_step, top_k, options.hard_mining_anneal_steps)
@@ -63,7 +75,85 @@ def _cross_entropy(logits, labels, num_classes, ignore_label, options, global_st
                              top_k_percent=top_k, scope='cross_entropy')
 
 
-_TERM_FNS = {'cross_entropy': _cross_entropy}
+_TERM_FNS = {
+    'cross_entropy': _cross_entropy,
+    'dice': lambda logits, labels, num_classes, ignore_label, *_: dice_loss(logits, labels, num_classes, ignore_label),
+    'focal': lambda logits, labels, num_classes, ignore_label, term, *_: focal_loss(
+        logits, labels, num_classes, ignore_label, gamma=term.gamma),
+    'lovasz': lambda logits, labels, num_classes, ignore_label, *_: lovasz_softmax_loss(
+        logits, labels, num_classes, ignore_label),
+}
+
+
+def _valid_pixels(logits, labels, num_classes, ignore_label):
+    """(logits float32 [N, C], labels int32 [N]) of the N pixels whose label != ignore_label."""
+    logits = tf.reshape(tf.cast(logits, tf.float32), [-1, num_classes])
+    labels = tf.reshape(tf.cast(labels, tf.int32), [-1])
+    valid = tf.not_equal(labels, ignore_label)
+    return tf.boolean_mask(logits, valid), tf.boolean_mask(labels, valid)
+
+
+def _mean_over_present(per_class, truth):
+    """Mean of per_class [C] over the classes with at least one pixel in truth [N, C] (0 if none)."""
+    present = tf.cast(tf.reduce_sum(truth, axis=0) > 0, tf.float32)
+    return tf.math.divide_no_nan(tf.reduce_sum(per_class * present), tf.reduce_sum(present))
+
+
+def dice_loss(logits, labels, num_classes, ignore_label=255, scope=None):
+    """Soft Dice loss: 1 - mean over the classes c present in `labels` of
+    2 sum_i p_ic y_ic / (sum_i p_ic + sum_i y_ic), p the softmax, y the one-hot labels, i over
+    the batch's valid pixels (Milletari et al. 2016, with softmax probabilities). 0 for a
+    batch without a valid pixel."""
+    with tf1.name_scope(scope, 'dice_loss', [logits, labels]):
+        logits, labels = _valid_pixels(logits, labels, num_classes, ignore_label)
+        probs = tf.nn.softmax(logits)
+        truth = tf.one_hot(labels, num_classes)
+        overlap = tf.reduce_sum(probs * truth, axis=0)
+        total = tf.reduce_sum(probs, axis=0) + tf.reduce_sum(truth, axis=0)
+        dice = tf.math.divide_no_nan(2.0 * overlap, total)
+        any_valid = tf.cast(tf.size(labels) > 0, tf.float32)
+        return any_valid * (1.0 - _mean_over_present(dice, truth))
+
+
+def focal_loss(logits, labels, num_classes, ignore_label=255, gamma=2.0, scope=None):
+    """Focal loss (Lin et al. 2017, without the alpha balance): mean over valid pixels of
+    -(1 - p_t)^gamma log p_t, p_t the softmax probability of the true class. gamma 0 is the
+    cross-entropy. 0 for a batch without a valid pixel."""
+    with tf1.name_scope(scope, 'focal_loss', [logits, labels]):
+        logits, labels = _valid_pixels(logits, labels, num_classes, ignore_label)
+        cross_entropy = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)  # -log p_t
+        # 1 - p_t, kept off exact 0 so that (1 - p_t)^gamma has a finite gradient for any gamma >= 0
+        miss = tf.maximum(-tf.math.expm1(-cross_entropy), 1e-12)
+        losses = tf.pow(miss, float(gamma)) * cross_entropy
+        return tf.math.divide_no_nan(tf.reduce_sum(losses), tf.cast(tf.size(losses), tf.float32))
+
+
+def lovasz_softmax_loss(logits, labels, num_classes, ignore_label=255, scope=None):
+    """Lovasz-softmax loss (Berman et al. 2018, "classes present", over the whole batch): for
+    each class c present in `labels`, the errors m_i = |y_ic - p_ic| of the valid pixels sorted
+    in decreasing order, dotted with the steps of the Jaccard loss along that order (the
+    Lovasz extension of the class's Jaccard loss, eq. 8-9); the mean over those classes.
+    0 for a batch without a valid pixel."""
+    with tf1.name_scope(scope, 'lovasz_softmax_loss', [logits, labels]):
+        logits, labels = _valid_pixels(logits, labels, num_classes, ignore_label)
+        truth = tf.one_hot(labels, num_classes)
+        errors = tf.transpose(tf.abs(truth - tf.nn.softmax(logits)))  # [C, N]
+        # the order without a gradient: TopKV2's gradient fails on a batch without valid pixels (k = 0)
+        _, order = tf.nn.top_k(tf.stop_gradient(errors), k=tf.shape(errors)[1])
+        sorted_errors = tf.gather(errors, order, batch_dims=1)
+        sorted_truth = tf.gather(tf.transpose(truth), order, batch_dims=1)
+        per_class = tf.reduce_sum(sorted_errors * tf.stop_gradient(_jaccard_steps(sorted_truth)), axis=1)
+        return _mean_over_present(per_class, truth)
+
+
+def _jaccard_steps(sorted_truth):
+    """[C, N]: how much the Jaccard loss of class c grows as pixel k of its error order joins
+    the mispredicted set (Berman et al.'s lovasz_grad, one row per class)."""
+    positives = tf.reduce_sum(sorted_truth, axis=1, keepdims=True)
+    intersection = positives - tf.cumsum(sorted_truth, axis=1)
+    union = positives + tf.cumsum(1.0 - sorted_truth, axis=1)
+    jaccard = 1.0 - intersection / union  # union >= 1 from the first pixel on
+    return tf.concat([jaccard[:, :1], jaccard[:, 1:] - jaccard[:, :-1]], axis=1)
 
 
 def segmentation_loss(logits, labels, num_classes, ignore_label=255, class_weights=None,
@@ -93,11 +183,7 @@ def segmentation_loss(logits, labels, num_classes, ignore_label=255, class_weigh
 
 def _valid_pixel_losses(logits, labels, num_classes, ignore_label, class_weights):
     """1-D (optionally weighted) cross-entropy of the pixels whose label != ignore_label."""
-    logits = tf.reshape(tf.cast(logits, tf.float32), [-1, num_classes])
-    labels = tf.reshape(tf.cast(labels, tf.int32), [-1])
-    valid = tf.not_equal(labels, ignore_label)
-    logits = tf.boolean_mask(logits, valid)
-    labels = tf.boolean_mask(labels, valid)
+    logits, labels = _valid_pixels(logits, labels, num_classes, ignore_label)
     losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
     if class_weights is None:
         return losses

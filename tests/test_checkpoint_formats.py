@@ -18,6 +18,7 @@ from fcn import checkpoints, eval_lib, rundir, train_lib
 from fcn.compat import tf, tf1
 from fcn.config import ConfigError, load_config, save_config
 from fcn.data.info import DatasetInfo, read_run
+from fcn.export import export_source
 from fcn.export import frozen
 from fcn.export.frozen import FrozenModel
 from pipeline_fixtures import build_synthetic, run_script, tiny_config
@@ -59,6 +60,7 @@ def tiny_run(records, tmp_path_factory):
     return run_dir
 
 
+@pytest.mark.tf_subset
 def test_train_initialises_from_tf_slims_v1_vgg_16_ckpt(slim_vgg_16_v1, records, tmp_path):
     """Real size: the V1 single file is found, its 30 trunk tensors restored, fc8 excluded."""
     path = slim_vgg_16_v1
@@ -114,6 +116,7 @@ def _resave_v1(checkpoint, out_path):
     return out_path
 
 
+@pytest.mark.tf_subset
 def test_eval_and_export_read_a_v1_checkpoint_as_its_v2_original(tiny_run, records, tmp_path):
     cfg = tiny_config(records, tiny_run, steps=10)
     v2 = tf1.train.latest_checkpoint(tiny_run)
@@ -146,7 +149,7 @@ def test_a_checkpoint_of_another_width_is_refused_naming_variable_shapes_and_key
     with pytest.raises(checkpoints.CheckpointError,
                        match=r'vgg_16/conv1/conv1_1/\w+ in .* has shape \[\S*\s?\S*\s?\S*\s?8\] but the model '
                              r'expects \[\S*\s?\S*\s?\S*\s?16\]: check model.width'):
-        frozen.export(cfg, tf1.train.latest_checkpoint(tiny_run), str(tmp_path / "m.pb"))
+        frozen.export(export_source(cfg, tf1.train.latest_checkpoint(tiny_run)), str(tmp_path / "m.pb"))
     assert not os.path.exists(str(tmp_path / 'm.pb'))
 
 

@@ -235,6 +235,7 @@ SMOKE_SCRIPT = textwrap.dedent('''
 ''')
 
 
+@pytest.mark.tf_subset
 def test_sync_training_job_of_one_ps_and_two_workers(tmp_path):
     """Real servers on 127.0.0.1 started by fcn.launch; proves the helpers work on this TF."""
     script = tmp_path / 'smoke.py'

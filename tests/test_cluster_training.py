@@ -159,6 +159,7 @@ def test_a_killed_worker_stops_the_job_and_the_same_command_resumes(data_dir, tm
     assert _checkpoint_step(run_dir) == STEPS
 
 
+@pytest.mark.tf_subset
 def test_two_clones_on_the_cpu_split_the_batch(data_dir, tmp_path, monkeypatch):
     made = []
 

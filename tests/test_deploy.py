@@ -7,6 +7,8 @@ from fcn.cluster.roles import ClusterInfo
 from fcn.compat import slim, tf, tf1
 from fcn.config import Config
 
+pytestmark = pytest.mark.tf_subset  # the pipeline subset .ci/run also runs on TensorFlow 2.12 and 2.15
+
 BATCH = 4
 NUM_CLASSES = 3
 WEIGHT_DECAY = 0.05

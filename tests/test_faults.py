@@ -179,8 +179,9 @@ def test_first_lines_say_what_training_starts_from_and_ctrl_c_names_the_checkpoi
     args = ['--config', 'configs/demo.yaml'] + _overrides(data_dir, run_dir) + ['--set', 'train.log_every_steps=25']
     train = _Train(args)
     assert train.ready.wait(600), train.output()
-    assert train.lines[:2] and train.lines[0] == 'training from scratch (init.checkpoint is null)\n'
-    assert train.lines[1].startswith('step 1/%d ' % STEPS)  # at once, not after log_every_steps
+    assert train.lines[:3] and train.lines[0] == 'no GPU visible: training on the CPU\n'
+    assert train.lines[1] == 'training from scratch (init.checkpoint is null)\n'
+    assert train.lines[2].startswith('step 1/%d ' % STEPS)  # at once, not after log_every_steps
     while not os.path.exists(os.path.join(run_dir, 'model.ckpt-%d.index' % SAVE_EVERY)):
         assert train.proc.poll() is None, train.output()
         time.sleep(0.05)
