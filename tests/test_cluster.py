@@ -3,7 +3,6 @@ import argparse
 import json
 import os
 import re
-import shlex
 import subprocess
 import sys
 import textwrap
@@ -266,25 +265,24 @@ def test_sync_training_job_of_one_ps_and_two_workers(tmp_path):
     assert any(abs(value - (2 - 2 * 0.5 ** k)) < 1e-5 for k in (step - 1, step, step + 1)), output
 
 
-def _train_commands():
-    """The train.py command lines of configs/cluster/tfjob.yaml and slurm.sbatch."""
+def test_tfjob_and_slurm_script_take_the_same_parameters():
+    """tfjob.yaml: every replica runs `python train.py` with one shared argument list (config +
+    --set overrides; PS replicas = the ps count); slurm.sbatch: srun runs train.py with the
+    config and overrides given after the script, FCN_NUM_PS parameter servers."""
     import yaml
+    from fcn.config import add_config_args, load_config
     with open('configs/cluster/tfjob.yaml') as f:
         replicas = yaml.safe_load(f)['spec']['tfReplicaSpecs']
-    commands = [spec['template']['spec']['containers'][0]['command'] for spec in replicas.values()]
+    containers = [spec['template']['spec']['containers'][0] for spec in replicas.values()]
+    assert [c['command'] for c in containers] == [['python', 'train.py']] * 2
+    assert containers[0]['args'] == containers[1]['args']
+    args = add_config_args(argparse.ArgumentParser()).parse_args(containers[0]['args'])
+    assert load_config(args.config, args.overrides).deploy.sync_replicas
+    assert replicas['PS']['replicas'] == 1
     with open('configs/cluster/slurm.sbatch') as f:
-        commands += [shlex.split(line) for line in f if line.strip().startswith('python train.py')]
-    return commands
-
-
-def test_cluster_manifests_run_train_py_with_a_valid_config():
-    from fcn.config import add_config_args, load_config
-    commands = _train_commands()
-    assert len(commands) == 3
-    for command in commands:
-        assert command[:2] == ['python', 'train.py']
-        args = add_config_args(argparse.ArgumentParser()).parse_args(command[2:])
-        assert load_config(args.config, args.overrides).deploy.sync_replicas
+        script = f.read()
+    assert '"$PYTHON" train.py --config "$CONFIG" "$@"' in script
+    assert 'export FCN_NUM_PS=${FCN_NUM_PS:-1}' in script
 
 
 # --- structure: role resolution without TensorFlow, one dispatch of the roles ------------------
@@ -320,9 +318,9 @@ def test_malformed_slurm_hostlist_is_a_value_error(hostlist):
 def test_every_role_is_dispatched_by_fcn_task(monkeypatch):
     from fcn import eval_lib, task, train_lib
     calls = []
-    monkeypatch.setattr(train_lib, 'train', lambda cfg, info, log: calls.append(('train', info)) or 7)
+    monkeypatch.setattr(train_lib, 'train', lambda cfg, info, log, signals: calls.append(('train', info)) or 7)
     monkeypatch.setattr(eval_lib, 'evaluate_loop', lambda cfg: calls.append(('eval', None)))
-    monkeypatch.setattr(task, 'serve_parameters', lambda cfg, info, log: calls.append(('serve', info)))
+    monkeypatch.setattr(task, 'serve_parameters', lambda cfg, info, log, signals: calls.append(('serve', info)))
     chief, ps = ClusterInfo('chief', 0, WITH_CHIEF), ClusterInfo('ps', 1, WITH_CHIEF)
     evaluator = ClusterInfo('evaluator', 0, WITH_CHIEF)
     assert task.run('cfg', None) == 7 and task.run('cfg', chief) == 7
