@@ -339,3 +339,29 @@ def test_only_a_ps_serves_and_only_chief_and_workers_train():
 class _MinimalConfig:
     class deploy:
         num_clones, clone_on_cpu = 1, False
+
+
+# --- Slurm allocations: one clone per GPU a task is given ---------------------------------------
+
+def test_slurm_gpus_per_task_from_the_allocation():
+    two_nodes = {'ps': ['n1:8888'], 'worker': ['n1:8889', 'n2:8888']}
+    step = {'SLURM_STEP_ID': '0'}
+    assert roles.slurm_gpus_per_task({}) is None  # not in a Slurm step
+    assert roles.slurm_gpus_per_task(dict(step)) is None  # no GPUs allocated
+    assert roles.slurm_gpus_per_task(dict(step, SLURM_GPUS_PER_TASK='a100:2')) == 2
+    on_node = dict(step, SLURM_GPUS_ON_NODE='4')
+    assert roles.slurm_gpus_per_task(on_node) == 4  # one task, no cluster
+    assert roles.slurm_gpus_per_task(on_node, ClusterInfo('worker', 0, two_nodes)) == 4  # the ps takes none
+    both = {'ps': ['n1:8888'], 'worker': ['n2:8888', 'n2:8889']}
+    assert roles.slurm_gpus_per_task(on_node, ClusterInfo('worker', 1, both)) == 2  # 2 workers share n2's 4
+
+
+def test_num_clones_is_explicit_in_a_config_or_override_but_not_from_base_yaml(tmp_path):
+    from fcn.config import sets_key
+    assert not sets_key('configs/demo.yaml', [], 'deploy.num_clones')  # only base.yaml's default
+    assert sets_key('configs/demo.yaml', ['deploy.num_clones=2'], 'deploy.num_clones')
+    child = tmp_path / 'child.yaml'
+    child.write_text('base: %s\ndeploy:\n  num_clones: 2\n' % os.path.abspath('configs/demo.yaml'))
+    grandchild = tmp_path / 'grandchild.yaml'
+    grandchild.write_text('base: child.yaml\ntrain:\n  steps: 5\n')
+    assert sets_key(str(grandchild), [], 'deploy.num_clones')
