@@ -33,8 +33,8 @@ def main():
     if args.format != 'tflite' and (args.input_size or args.quantize is not None):
         parser.error('--input_size and --quantize apply to --format tflite only')
     cfg = cli.load(args)
-    from fcn import eval_lib, export
-    checkpoint = eval_lib.resolve_checkpoint(cfg, args.checkpoint)
+    from fcn import checkpoints, export
+    checkpoint = checkpoints.find(args.checkpoint, cfg.eval.checkpoint, cfg.train.run_dir)
     size = export.export(args.format, cfg, checkpoint, args.out, input_size=args.input_size, quantize=args.quantize)
     print('exported %s (%s, %.1f MB) from %s' % (args.out, args.format, size / 1e6, checkpoint))
 

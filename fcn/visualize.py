@@ -3,9 +3,11 @@ import cv2
 import numpy as np
 
 from fcn.compat import tf
+from fcn import metrics
 from fcn.data.palette import voc_palette
 
 IGNORE_COLOUR = (224, 224, 192)  # VOC's void colour
+CONFUSION_PIXELS = 640  # the heatmap's side, about: cells of 640 / num_classes pixels (2 to 32)
 
 
 def full_palette(palette, ignore_label=255):
@@ -54,3 +56,39 @@ def add_legend(image_rgb, class_ids, class_names, palette, ignore_label=255):
     canvas = np.full((panel.shape[0], image_rgb.shape[1], 3), 255, np.uint8)
     canvas[:image_rgb.shape[0]] = image_rgb
     return np.concatenate([canvas, panel], axis=1)
+
+
+def confusion_image(confusion, class_names=None):
+    """The row-normalised confusion matrix as an RGB viridis heatmap (rows: ground truth,
+    columns: prediction) with the class names on both axes (rows on the left; columns above,
+    reading upwards) and percentages in the cells when they are large enough (up to about
+    20 classes). Cells are 12 to 32 pixels, so the names stay legible for any class count."""
+    normalized = metrics.normalized_confusion(confusion)
+    size = len(normalized)
+    names = list(class_names or [])[:size]
+    names += ['class_%d' % i for i in range(len(names), size)]
+    cell = int(np.clip(CONFUSION_PIXELS // size, 12, 32))
+    heat = cv2.applyColorMap(np.round(normalized * 255).astype(np.uint8), cv2.COLORMAP_VIRIDIS)[:, :, ::-1]
+    cells = np.ascontiguousarray(np.repeat(np.repeat(heat, cell, axis=0), cell, axis=1))
+    if cell >= 28:
+        for (i, j), value in np.ndenumerate(normalized):
+            colour = (0, 0, 0) if value > 0.5 else (255, 255, 255)
+            cv2.putText(cells, '%d' % round(100 * value), (j * cell + 3, i * cell + cell // 2 + 4),
+                        cv2.FONT_HERSHEY_SIMPLEX, 0.35, colour, 1, cv2.LINE_AA)
+    rows = _name_band(names, cell)
+    columns = np.ascontiguousarray(np.rot90(rows))  # row band i -> column band i, text reading upwards
+    corner = np.full((columns.shape[0], rows.shape[1], 3), 255, np.uint8)
+    for k, text in enumerate(('rows: truth', 'columns: prediction')):
+        cv2.putText(corner, text, (3, 12 + 14 * k), cv2.FONT_HERSHEY_SIMPLEX, 0.33, (0, 0, 0), 1, cv2.LINE_AA)
+    return np.concatenate([np.concatenate([corner, columns], axis=1), np.concatenate([rows, cells], axis=1)])
+
+
+def _name_band(names, cell):
+    """A white band of len(names) rows of `cell` pixels, each holding its name."""
+    scale = min(0.4, cell / 32.0)
+    width = max([cv2.getTextSize(name[:24], cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0][0] for name in names] + [104])
+    band = np.full((len(names) * cell, width + 8, 3), 255, np.uint8)
+    for i, name in enumerate(names):
+        cv2.putText(band, name[:24], (4, i * cell + (cell + int(22 * scale)) // 2), cv2.FONT_HERSHEY_SIMPLEX,
+                    scale, (0, 0, 0), 1, cv2.LINE_AA)
+    return band
