@@ -13,9 +13,8 @@ the SavedModel's, so these predict what eval.py measured."""
 import argparse
 
 from fcn import cli
-
-FORMATS = ('frozen', 'saved_model', 'onnx', 'tflite')  # = fcn.export.FORMATS (no TensorFlow import for --help)
-QUANTIZATIONS = ('none', 'float16', 'dynamic')  # tflite weights: float32, float16, dynamic-range int8
+from fcn.export import FORMATS, check_options  # the table of formats (no TensorFlow import for --help)
+from fcn.export.common import QUANTIZATIONS
 
 
 def main():
@@ -28,14 +27,14 @@ def main():
     parser.add_argument('--quantize', choices=QUANTIZATIONS, help='tflite: weight quantisation (default: none)')
     parser.add_argument('--out', required=True, help='file (frozen, onnx, tflite) or folder (saved_model) to write')
     args = parser.parse_args()
-    if args.format == 'tflite' and not args.input_size:
-        parser.error('--format tflite needs --input_size HEIGHT WIDTH')
-    if args.format != 'tflite' and (args.input_size or args.quantize is not None):
-        parser.error('--input_size and --quantize apply to --format tflite only')
+    try:
+        options = check_options(args.format, input_size=args.input_size, quantize=args.quantize)
+    except ValueError as e:
+        parser.error(str(e))
     cfg = cli.load(args)
     from fcn import checkpoints, export
     checkpoint = checkpoints.find(args.checkpoint, cfg.eval.checkpoint, cfg.train.run_dir)
-    size = export.export(args.format, cfg, checkpoint, args.out, input_size=args.input_size, quantize=args.quantize)
+    size = export.export(args.format, cfg, checkpoint, args.out, **options)
     print('exported %s (%s, %.1f MB) from %s' % (args.out, args.format, size / 1e6, checkpoint))
 
 

@@ -88,7 +88,8 @@ def export_all(args, work_dir):
     run_child([sys.executable, os.path.abspath(__file__), '--make_run', run_dir, '--width', str(args.width)])
     config = os.path.join(run_dir, 'config.yaml')
     models = os.path.join(work_dir, 'models')
-    from fcn.export import onnx, tflite
+    from fcn.export.onnx_runner import OnnxModel
+    from fcn.export.tflite_runner import TFLiteModel
     from fcn.export.frozen import FrozenModel
     from fcn.export.saved_model import SavedModelRunner
     path = os.path.join(models, 'model.pb')
@@ -96,12 +97,12 @@ def export_all(args, work_dir):
     path = os.path.join(models, 'saved_model', '1')
     exports.append(('SavedModel (TF)', path, SavedModelRunner, export_model(config, 'saved_model', path)))
     path = os.path.join(models, 'model.onnx')
-    exports.append(('ONNX Runtime', path, lambda p: onnx.OnnxModel(p), export_model(config, 'onnx', path)))
+    exports.append(('ONNX Runtime', path, lambda p: OnnxModel(p), export_model(config, 'onnx', path)))
     for quantize in ['none'] + args.tflite_quantize:
         path = os.path.join(models, 'tflite_' + quantize, 'model.tflite')
         stats = export_model(config, 'tflite', path, '--input_size', str(args.size), str(args.size), '--quantize', quantize)
         name = 'TFLite float32' if quantize == 'none' else 'TFLite %s' % quantize
-        exports.append((name, path, lambda p: tflite.TFLiteModel(p, fit='exact', num_threads=args.threads), stats))
+        exports.append((name, path, lambda p: TFLiteModel(p, fit='exact', num_threads=args.threads), stats))
     return exports, os.path.join(run_dir, 'model.ckpt-1')
 
 

@@ -362,7 +362,7 @@ def _loss_terms_problem(terms):
         problem = _loss_term_problem('loss.terms[%d]' % index, term, seen)
         if problem:
             return problem
-    if all(term.get('weight', 1.0) == 0 for term in terms):
+    if all(_yaml_float(term.get('weight', 1.0)) == 0 for term in terms):
         return 'loss.terms: every weight is 0, so nothing would be trained; give one term a weight > 0'
     return None
 
@@ -382,10 +382,20 @@ def _loss_term_problem(key, term, seen):
     if unknown:
         return '%s (%s): unknown option %s: %r (valid: %s)' % (key, name, unknown[0], term[unknown[0]], ', '.join(valid))
     for option in ('weight',) + tuple(LOSS_TERM_OPTIONS[name]):
-        value = term.get(option, 0.0)
+        value = _yaml_float(term.get(option, 0.0))
         if not (_is_number(value) and value >= 0):
             return '%s.%s (%s) must be a number >= 0, got %r' % (key, option, name, value)
     return None
+
+
+def _yaml_float(value):
+    """A number as is; a string YAML 1.1 left unread ("1e-4") as its float; anything else as is."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
 
 
 def _suggest_word(word):

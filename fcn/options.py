@@ -16,7 +16,7 @@ from fcn.nets.fcn import ModelOptions
 
 @dataclasses.dataclass(frozen=True)
 class TrainOptions:
-    """What the layers below the trainer need of a config."""
+    """What the training graph (fcn.train_lib.TrainGraph) and the layers below it need of a config."""
     model: ModelOptions
     schedule: optim.Schedule
     optimizer: optim.OptimizerOptions
@@ -24,6 +24,14 @@ class TrainOptions:
     augment: AugmentOptions
     input: InputOptions
     loss: losses.LossOptions
+    batch_size: int  # per process, split over the clones
+    accumulate_steps: int
+    seed: int  # None: nondeterministic
+    mixed_precision: bool
+    ema_decay: float
+    trainable_scopes: tuple
+    sync_replicas: bool  # cluster jobs
+    replicas_to_aggregate: int  # None: the number of workers
 
 
 def model(cfg):
@@ -37,9 +45,13 @@ def model(cfg):
 def training(cfg, info):
     """TrainOptions of a config; `info` (fcn.data.info.DatasetInfo) gives the class count and
     the training split's pixel counts that loss.class_weights may be computed from."""
+    t = cfg.train
     return TrainOptions(model=model(cfg), schedule=schedule(cfg), optimizer=optimizer(cfg),
                         gradients=gradients(cfg), augment=augment(cfg), input=input_pipeline(cfg),
-                        loss=loss(cfg, info))
+                        loss=loss(cfg, info), batch_size=t.batch_size, accumulate_steps=t.accumulate_steps,
+                        seed=t.seed, mixed_precision=bool(t.mixed_precision), ema_decay=float(t.ema_decay),
+                        trainable_scopes=tuple(t.trainable_scopes), sync_replicas=bool(cfg.deploy.sync_replicas),
+                        replicas_to_aggregate=cfg.deploy.replicas_to_aggregate)
 
 
 def schedule(cfg):

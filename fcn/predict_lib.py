@@ -6,7 +6,6 @@ Images are decoded with TensorFlow exactly as the records are (fcn.compat.Decode
 a JPEG gets the class ids that eval.py measured on it. Existing files are never written
 over unless `overwrite`, and an input never is.
 """
-import importlib
 import os
 from collections import defaultdict
 
@@ -16,31 +15,9 @@ from tqdm import tqdm
 
 from fcn import visualize
 from fcn.data.palette import write_palette_png
+from fcn.export import load_model
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif')
-# model path suffix -> (module, runner class); a folder is a SavedModel. Imported when used,
-# so a missing onnxruntime only matters for .onnx files.
-RUNNERS = {'.pb': ('fcn.export.frozen', 'FrozenModel'),
-           '.onnx': ('fcn.export.onnx', 'OnnxModel'),
-           '.tflite': ('fcn.export.tflite', 'TFLiteModel'),
-           'folder': ('fcn.export.saved_model', 'SavedModelRunner')}
-
-
-def load_model(path):
-    """The runner for an exported model, chosen by its path."""
-    if os.path.isdir(path):
-        kind = 'folder'
-    else:
-        kind = os.path.splitext(path)[1].lower()
-        if not os.path.exists(path):
-            raise FileNotFoundError('model not found: %s (write one with export.py)' % path)
-        if kind not in RUNNERS:
-            raise ValueError('%s: unknown model format %r (expected a frozen graph .pb, a SavedModel folder, '
-                             '.onnx or .tflite, as written by export.py)' % (path, kind))
-    module_name, class_name = RUNNERS[kind]
-    return getattr(importlib.import_module(module_name), class_name)(path)
-
-
 def read_rgb(path):
     """An image file as RGB uint8 with OpenCV (ImageNet mode), with an error naming the file."""
     if not os.path.isfile(path):

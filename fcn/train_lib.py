@@ -32,21 +32,20 @@ class TrainGraph:
     """
 
     def __init__(self, cfg, deploy_config, cluster_info=None, info=None):
-        self.cfg = cfg
         self.deploy_config = deploy_config
         self.cluster_info = cluster_info
         self.sync_hooks = []
         info = info or dataset_info.for_config(cfg)
         self.dataset = provider.get_dataset(cfg.data.dir, cfg.data.train_split, info)
-        self.options = options.training(cfg, info)  # what the layers below take, instead of the config
+        self.options = opts = options.training(cfg, info)  # the config's last use here: values from now on
         self.graph = tf.Graph()
         with self.graph.as_default():
-            if cfg.train.seed is not None:
-                tf1.set_random_seed(_process_seed(cfg.train.seed, cluster_info))
+            if opts.seed is not None:
+                tf1.set_random_seed(_process_seed(opts.seed, cluster_info))
             self._build()
 
     def _build(self):
-        cfg, config = self.cfg, self.deploy_config
+        opts, config = self.options, self.deploy_config
         with tf1.device(config.variables_device()):  # tf1.device: also takes the ps device function
             self.global_step = tf1.train.get_or_create_global_step()
         with tf1.device(config.inputs_device()):
@@ -54,25 +53,25 @@ class TrainGraph:
         self.clones = clones = deploy.create_clones(config, self._clone_fn, [queue])
         first = clones[0]
         with tf1.device(config.optimizer_device()):
-            self.learning_rate = optim.learning_rate(self.options.schedule, self.global_step)
-            self.optimizer = optim.make_optimizer(self.options.optimizer, self.learning_rate)
-        if cfg.train.mixed_precision:  # its loss-scale variables are shared: with the others (ps tasks)
+            self.learning_rate = optim.learning_rate(opts.schedule, self.global_step)
+            self.optimizer = optim.make_optimizer(opts.optimizer, self.learning_rate)
+        if opts.mixed_precision:  # its loss-scale variables are shared: with the others (ps tasks)
             with tf1.device(config.variables_device()):
                 self.optimizer = loss_scale_optimizer(self.optimizer)
         with tf1.device(config.optimizer_device()):
-            if self.cluster_info is not None and cfg.deploy.sync_replicas:
+            if self.cluster_info is not None and opts.sync_replicas:
                 self.optimizer, self.sync_hooks = runtime.sync_optimizer(
-                    self.optimizer, self.cluster_info, cfg.deploy.replicas_to_aggregate)
+                    self.optimizer, self.cluster_info, opts.replicas_to_aggregate)
         self.total_loss, grads_and_vars = deploy.optimize_clones(
-            clones, self.optimizer, var_list=_trainable_variables(cfg.train.trainable_scopes))
+            clones, self.optimizer, var_list=_trainable_variables(opts.trainable_scopes))
         self.accumulator = self.accumulate_op = None
-        if cfg.train.accumulate_steps > 1:
+        if opts.accumulate_steps > 1:
             with tf1.device(config.optimizer_device()):
                 self.accumulator = accumulate.GradientAccumulator(grads_and_vars, self.total_loss,
-                                                                  cfg.train.accumulate_steps)
+                                                                  opts.accumulate_steps)
                 grads_and_vars = self.accumulator.mean_gradients()
             self.accumulate_op, self.total_loss = self.accumulator.add_op, self.accumulator.mean_loss
-        grads_and_vars = optim.transform_gradients(self.options.gradients, grads_and_vars)
+        grads_and_vars = optim.transform_gradients(opts.gradients, grads_and_vars)
         self.train_op = self._apply(grads_and_vars)
         if self.accumulator is not None:
             with tf1.device(config.optimizer_device()):
@@ -98,10 +97,10 @@ class TrainGraph:
         preprocess_fn = train_preprocess_fn(self.options.augment, self.dataset.ignore_label)
         if self.options.input.deterministic and num_clones > 1:
             # clones racing for batches of one queue would take them in any order: split one batch instead
-            batch = provider.train_batch(self.dataset, self.cfg.train.batch_size, preprocess_fn, self.options.input)
+            batch = provider.train_batch(self.dataset, self.options.batch_size, preprocess_fn, self.options.input)
             queue = slim.prefetch_queue.prefetch_queue([batch['images'], batch['labels']], capacity=2)
             return _SplitInCloneOrder(queue.dequeue(), num_clones)
-        per_clone = self.cfg.train.batch_size // num_clones
+        per_clone = self.options.batch_size // num_clones
         batch = provider.train_batch(self.dataset, per_clone, preprocess_fn, self.options.input)
         return slim.prefetch_queue.prefetch_queue([batch['images'], batch['labels']],
                                                   capacity=2 * num_clones)
@@ -118,7 +117,7 @@ class TrainGraph:
     def _apply(self, grads_and_vars):
         with tf1.device(self.deploy_config.optimizer_device()):
             apply_op = self.optimizer.apply_gradients(grads_and_vars, global_step=self.global_step)
-            self.ema = optim.moving_average(self.cfg.train.ema_decay, self.global_step)
+            self.ema = optim.moving_average(self.options.ema_decay, self.global_step)
             if self.ema is None:
                 return apply_op
             with tf.control_dependencies([apply_op]):
@@ -158,7 +157,7 @@ def _trainable_variables(scopes):
     chosen = [v for v in variables if any(v.op.name.startswith(s.rstrip('/') + '/') for s in scopes)]
     if not chosen:
         raise ConfigError('train.trainable_scopes %r match no variable (e.g. %s)'
-                          % (scopes, variables[0].op.name if variables else 'none'))
+                          % (list(scopes), variables[0].op.name if variables else 'none'))
     return chosen
 
 

@@ -18,6 +18,7 @@ from fcn import checkpoints, eval_lib, rundir, train_lib
 from fcn.compat import tf, tf1
 from fcn.config import ConfigError, load_config, save_config
 from fcn.data.info import DatasetInfo, read_run
+from fcn.export import export_source
 from fcn.export import frozen
 from fcn.export.frozen import FrozenModel
 from pipeline_fixtures import build_synthetic, run_script, tiny_config
@@ -148,7 +149,7 @@ def test_a_checkpoint_of_another_width_is_refused_naming_variable_shapes_and_key
     with pytest.raises(checkpoints.CheckpointError,
                        match=r'vgg_16/conv1/conv1_1/\w+ in .* has shape \[\S*\s?\S*\s?\S*\s?8\] but the model '
                              r'expects \[\S*\s?\S*\s?\S*\s?16\]: check model.width'):
-        frozen.export(cfg, tf1.train.latest_checkpoint(tiny_run), str(tmp_path / "m.pb"))
+        frozen.export(export_source(cfg, tf1.train.latest_checkpoint(tiny_run)), str(tmp_path / "m.pb"))
     assert not os.path.exists(str(tmp_path / 'm.pb'))
 
 

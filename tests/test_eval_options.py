@@ -18,7 +18,9 @@ import pytest
 from datasets_fixtures import read_examples
 from fcn import checkpoints, eval_lib, metrics, train_lib, visualize
 from fcn.compat import tf, tf1
+from fcn.export import export_source
 from fcn.export import frozen
+from fcn.export.common import sidecar_path
 from fcn.export.frozen import FrozenModel
 from fcn import options
 from fcn.nets.fcn import build_model
@@ -131,7 +133,7 @@ def test_export_freezes_the_ema_shadows(ema_run, tmp_path):
     cfg, checkpoint = ema_run
     reader = tf.train.load_checkpoint(checkpoint)
     model_path = str(tmp_path / 'model.pb')
-    frozen.export(cfg, checkpoint, model_path)
+    frozen.export(export_source(cfg, checkpoint), model_path)
     graph_def = tf1.GraphDef()
     with open(model_path, 'rb') as f:
         graph_def.ParseFromString(f.read())
@@ -141,7 +143,7 @@ def test_export_freezes_the_ema_shadows(ema_run, tmp_path):
     assert _shadows_differ(reader, 'vgg_16/fc8/weights')
     for name, value in constants.items():
         np.testing.assert_array_equal(value, reader.get_tensor(name + '/ExponentialMovingAverage'), err_msg=name)
-    with open(frozen.sidecar_path(model_path)) as f:
+    with open(sidecar_path(model_path)) as f:
         assert json.load(f)['ema'] is True
 
 
@@ -179,7 +181,7 @@ def test_single_scale_without_flip_predicts_as_the_plain_model(random_run, scale
 
 def _export_model(cfg, tmp_path, name):
     path = str(tmp_path / name)
-    frozen.export(cfg, tf1.train.latest_checkpoint(cfg.train.run_dir), path)
+    frozen.export(export_source(cfg, tf1.train.latest_checkpoint(cfg.train.run_dir)), path)
     return FrozenModel(path)
 
 

@@ -5,7 +5,6 @@ export.py's --format table.
 """
 import json
 import os
-import runpy
 import subprocess
 import sys
 
@@ -15,7 +14,8 @@ import pytest
 
 from datasets_fixtures import read_examples
 from fcn import eval_lib
-from fcn.export import frozen, label_info
+from fcn.export import export_source, frozen, label_info
+from fcn.export.common import sidecar_path
 from fcn.export.frozen import FrozenModel
 from fcn.export.saved_model import SavedModelRunner
 from inference_fixtures import random_checkpoint
@@ -36,7 +36,7 @@ def run(tmp_path_factory):
 
 
 def _frozen(cfg, checkpoint, path):
-    frozen.export(cfg, checkpoint, str(path))
+    frozen.export(export_source(cfg, checkpoint), str(path))
     return FrozenModel(str(path))
 
 
@@ -51,7 +51,7 @@ def test_eval_and_the_frozen_graph_tile_alike(run, tmp_path):
         assert max(images[name].shape[:2]) > 48  # larger than a tile: the tiled path
         np.testing.assert_array_equal(tiled.predict(images[name]), prediction)
     assert any((untiled.predict(images[name]) != prediction).any() for name, _, prediction in evaluated)
-    with open(frozen.sidecar_path(str(tmp_path / 'tiled.pb'))) as f:
+    with open(sidecar_path(str(tmp_path / 'tiled.pb'))) as f:
         assert json.load(f)['tile_size'] == [32, 48]
     tiled.close()
     untiled.close()
@@ -174,5 +174,10 @@ def test_export_format_table_rejects_options_that_do_not_apply(run, tmp_path):
     with pytest.raises(ValueError, match='--format tflite needs --input_size'):
         export.export('tflite', cfg, checkpoint, str(tmp_path / 'm.tflite'), quantize='float16')
     assert set(export.FORMATS) == {'frozen', 'saved_model', 'onnx', 'tflite'}
-    script_formats = runpy.run_path(os.path.join(REPO_ROOT, 'export.py'))['FORMATS']  # --format choices
-    assert tuple(script_formats) == tuple(export.FORMATS)
+    assert export.format_of(str(tmp_path)).name == 'saved_model'
+    for name, fmt in export.FORMATS.items():
+        if fmt.suffix:
+            (tmp_path / ('m' + fmt.suffix)).write_bytes(b'')
+            assert export.format_of(str(tmp_path / ('m' + fmt.suffix))) is fmt
+    help_text = run_script('export.py', '--help').stdout  # export.py's --format choices are the table's
+    assert '{%s}' % ','.join(export.FORMATS) in help_text

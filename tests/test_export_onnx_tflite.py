@@ -16,9 +16,13 @@ import pytest
 
 from datasets_fixtures import read_examples
 from fcn import eval_lib, train_lib
+from fcn.export import export_source
 from fcn.export import frozen as frozen_export
 from fcn.compat import tf, tf1
 from fcn.export import onnx, tflite
+from fcn.export.common import LABEL_KEYS
+from fcn.export.onnx_runner import OnnxModel
+from fcn.export.tflite_runner import TFLiteModel, letterbox
 from fcn.export.frozen import FrozenModel
 from fcn import options
 from fcn.nets.fcn import build_model
@@ -58,7 +62,7 @@ def _randomise_score_layers(cfg, checkpoint, seed, std=0.5):
 @pytest.fixture(scope='module')
 def frozen_path(run, tmp_path_factory):
     path = str(tmp_path_factory.mktemp('frozen') / 'model.pb')
-    frozen_export.export(run, eval_lib.resolve_checkpoint(run), path)
+    frozen_export.export(export_source(run, eval_lib.resolve_checkpoint(run)), path)
     return path
 
 
@@ -98,12 +102,12 @@ def test_the_reference_predicts_several_classes(frozen, images):
 @pytest.fixture(scope='module')
 def onnx_path(frozen_path):
     path = os.path.join(os.path.dirname(frozen_path), 'onnx', 'model.onnx')
-    assert onnx.export(frozen_path, path) == os.path.getsize(path)
+    assert onnx.from_frozen(frozen_path, path) == os.path.getsize(path)
     return path
 
 
 def test_onnx_predicts_the_frozen_graphs_class_ids_on_odd_sizes(onnx_path, frozen, images):
-    model = onnx.OnnxModel(onnx_path)
+    model = OnnxModel(onnx_path)
     agreement = _agreement(model, frozen, images)
     model.close()
     print('ONNX agreement with the frozen graph: %.6f' % agreement)
@@ -123,8 +127,8 @@ def test_onnx_takes_uint8_of_any_height_and_width_and_returns_int32_ids(onnx_pat
 
 
 def test_onnx_sidecar_carries_the_frozen_graphs_labels(onnx_path, frozen):
-    model = onnx.OnnxModel(onnx_path)
-    assert model.labels == {key: frozen.labels[key] for key in model.labels}
+    model = OnnxModel(onnx_path)
+    assert {key: model.labels[key] for key in LABEL_KEYS} == {key: frozen.labels[key] for key in LABEL_KEYS}
     assert model.labels['num_classes'] == 5 and model.labels['class_names'][1] == 'disc'
     with open(os.path.splitext(onnx_path)[0] + '.json') as f:
         assert json.load(f)['format'] == 'onnx'
@@ -132,9 +136,9 @@ def test_onnx_sidecar_carries_the_frozen_graphs_labels(onnx_path, frozen):
 
 def test_onnx_model_errors_name_the_file(tmp_path, frozen_path):
     with pytest.raises(FileNotFoundError, match='missing.onnx'):
-        onnx.OnnxModel(str(tmp_path / 'missing.onnx'))
+        OnnxModel(str(tmp_path / 'missing.onnx'))
     with pytest.raises(ValueError, match='model.pb is not an ONNX model'):
-        onnx.OnnxModel(frozen_path)
+        OnnxModel(frozen_path)
 
 
 # --- TFLite ---------------------------------------------------------------------------------
@@ -146,13 +150,13 @@ def tflite_paths(frozen_path):
     paths = {}
     for quantize in tflite.QUANTIZATIONS:
         paths[quantize] = os.path.join(folder, quantize, 'model.tflite')
-        size = tflite.export(frozen_path, paths[quantize], input_size=TFLITE_SIZE, quantize=quantize)
+        size = tflite.from_frozen(frozen_path, paths[quantize], input_size=TFLITE_SIZE, quantize=quantize)
         assert size == os.path.getsize(paths[quantize])
     return paths
 
 
 def test_tflite_predicts_the_frozen_graphs_class_ids_at_its_input_size(tflite_paths, frozen, images):
-    model = tflite.TFLiteModel(tflite_paths['none'])
+    model = TFLiteModel(tflite_paths['none'])
     assert model.input_size == TFLITE_SIZE
     same_size = [image for image in images if image.shape[:2] == TFLITE_SIZE]
     assert len(same_size) == 2
@@ -169,7 +173,7 @@ def test_tflite_quantised_models_are_smaller_and_mostly_agree(tflite_paths, froz
     assert sizes['float16'] < 0.55 * sizes['none'] and sizes['dynamic'] < 0.3 * sizes['none'], sizes
     # measured: float16 0.99984, dynamic 0.9909 (int8 weights of random score layers)
     for quantize, minimum in (('float16', AGREEMENT), ('dynamic', 0.97)):
-        model = tflite.TFLiteModel(tflite_paths[quantize])
+        model = TFLiteModel(tflite_paths[quantize])
         agreement = _agreement(model, frozen, same_size)
         print('TFLite %s: %d bytes (float32 %d), agreement %.6f' % (quantize, sizes[quantize], sizes['none'], agreement))
         assert agreement >= minimum
@@ -179,9 +183,9 @@ def test_tflite_quantised_models_are_smaller_and_mostly_agree(tflite_paths, froz
 def test_tflite_fits_other_sizes_by_letterbox_or_refuses_them(tflite_paths, frozen, images):
     small = images[1]  # 45 x 203: wider than the input's aspect
     with pytest.raises(ValueError, match='takes 97x131 images .*this one is 45x203'):
-        tflite.TFLiteModel(tflite_paths['none'], fit='exact').predict(small)
-    model = tflite.TFLiteModel(tflite_paths['none'])
-    padded, inner = tflite.letterbox(small, TFLITE_SIZE)
+        TFLiteModel(tflite_paths['none'], fit='exact').predict(small)
+    model = TFLiteModel(tflite_paths['none'])
+    padded, inner = letterbox(small, TFLITE_SIZE)
     assert inner == (29, 131) and padded.shape == TFLITE_SIZE + (3,)
     np.testing.assert_array_equal(padded[29:], np.broadcast_to(np.uint8([124, 117, 104]), (68, 131, 3)))
     expected = cv2.resize(frozen.predict(padded)[:29], (203, 45), interpolation=cv2.INTER_NEAREST)
@@ -193,9 +197,9 @@ def test_tflite_fits_other_sizes_by_letterbox_or_refuses_them(tflite_paths, froz
 
 def test_tflite_export_checks_its_options(frozen_path, tmp_path):
     with pytest.raises(ValueError, match='--input_size HEIGHT WIDTH'):
-        tflite.export(frozen_path, str(tmp_path / 'm.tflite'), input_size=(97,))
+        tflite.from_frozen(frozen_path, str(tmp_path / 'm.tflite'), input_size=(97,))
     with pytest.raises(ValueError, match="quantize must be one of none, float16, dynamic, got 'int4'"):
-        tflite.export(frozen_path, str(tmp_path / 'm.tflite'), input_size=(97, 131), quantize='int4')
+        tflite.from_frozen(frozen_path, str(tmp_path / 'm.tflite'), input_size=(97, 131), quantize='int4')
 
 
 # --- multi-scale and flip -------------------------------------------------------------------
@@ -218,15 +222,15 @@ def test_multi_scale_flipped_exports_predict_the_frozen_graphs_ids(multi_scale_r
     """eval.scales and eval.flip are in the graph: resizes and mirrors convert too."""
     cfg = multi_scale_run
     checkpoint = eval_lib.resolve_checkpoint(cfg)
-    frozen_export.export(cfg, checkpoint, str(tmp_path / 'multi.pb'))
+    frozen_export.export(export_source(cfg, checkpoint), str(tmp_path / 'multi.pb'))
     frozen = FrozenModel(str(tmp_path / 'multi.pb'))
     counts = np.bincount(np.concatenate([frozen.predict(image).ravel() for image in images]), minlength=5)
     assert (counts > 0.05 * counts.sum()).sum() >= 3, counts
-    onnx.from_checkpoint(cfg, checkpoint, str(tmp_path / 'onnx' / 'multi.onnx'))
-    tflite.from_checkpoint(cfg, checkpoint, str(tmp_path / 'tflite' / 'multi.tflite'), TFLITE_SIZE)
-    onnx_agreement = _agreement(onnx.OnnxModel(str(tmp_path / 'onnx' / 'multi.onnx')), frozen, images)
+    onnx.export(export_source(cfg, checkpoint), str(tmp_path / 'onnx' / 'multi.onnx'))
+    tflite.export(export_source(cfg, checkpoint), str(tmp_path / 'tflite' / 'multi.tflite'), TFLITE_SIZE)
+    onnx_agreement = _agreement(OnnxModel(str(tmp_path / 'onnx' / 'multi.onnx')), frozen, images)
     same_size = [image for image in images if image.shape[:2] == TFLITE_SIZE]
-    tflite_agreement = _agreement(tflite.TFLiteModel(str(tmp_path / 'tflite' / 'multi.tflite')), frozen, same_size)
+    tflite_agreement = _agreement(TFLiteModel(str(tmp_path / 'tflite' / 'multi.tflite')), frozen, same_size)
     print('multi-scale + flip agreement: ONNX %.6f, TFLite %.6f' % (onnx_agreement, tflite_agreement))
     assert onnx_agreement >= AGREEMENT and tflite_agreement >= AGREEMENT
     with open(tmp_path / 'onnx' / 'multi.json') as f:
@@ -245,12 +249,12 @@ def _export(run, *args):
 def test_export_script_writes_onnx_and_tflite(run, frozen, images, tmp_path):
     result = _export(run, '--format', 'onnx', '--out', str(tmp_path / 'm.onnx'))
     assert result.returncode == 0, result.stderr
-    model = onnx.OnnxModel(str(tmp_path / 'm.onnx'))
+    model = OnnxModel(str(tmp_path / 'm.onnx'))
     assert _agreement(model, frozen, images) >= AGREEMENT
     result = _export(run, '--format', 'tflite', '--input_size', '64', '64', '--quantize', 'float16',
                      '--out', str(tmp_path / 'm.tflite'))
     assert result.returncode == 0, result.stderr
-    model = tflite.TFLiteModel(str(tmp_path / 'm.tflite'))
+    model = TFLiteModel(str(tmp_path / 'm.tflite'))
     assert model.input_size == (64, 64)
     with open(tmp_path / 'm.json') as f:
         sidecar = json.load(f)
@@ -258,8 +262,8 @@ def test_export_script_writes_onnx_and_tflite(run, frozen, images, tmp_path):
 
 
 @pytest.mark.parametrize('args, message', [
-    (['--format', 'tflite'], '--format tflite needs --input_size HEIGHT WIDTH'),
-    (['--format', 'onnx', '--input_size', '64', '64'], '--input_size and --quantize apply to --format tflite only'),
+    (['--format', 'tflite'], '--format tflite needs --input_size'),
+    (['--format', 'onnx', '--input_size', '64', '64'], '--input_size does not apply to --format onnx'),
 ])
 def test_export_script_option_errors(run, tmp_path, args, message):
     result = _export(run, '--out', str(tmp_path / 'm'), *args)

@@ -186,6 +186,9 @@ def test_terms_from_the_command_line_in_yaml_flow_syntax():
         losses.LossTerm('cross_entropy', 1.0), losses.LossTerm('focal', 0.5, gamma=3.0)]
     assert options.loss_term(load_config(DEMO, ['loss.terms=[{name: focal}]']).loss.terms[0]) == \
         losses.LossTerm('focal', 1.0, gamma=2.0)
+    # YAML 1.1 reads 1e-2 as a string; it is the number it says, as for every other number key
+    assert options.loss_term(load_config(DEMO, ['loss.terms=[{name: dice, weight: 1e-2}]']).loss.terms[0]) == \
+        losses.LossTerm('dice', 0.01)
     assert load_config(DEMO).loss.terms == [{'name': 'cross_entropy', 'weight': 1.0}]
 
 

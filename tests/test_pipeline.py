@@ -13,6 +13,7 @@ from fcn import eval_lib, train_lib
 from fcn.compat import tf, tf1
 from fcn.data import info as dataset_info
 from fcn.input import provider
+from fcn.export import export_source
 from fcn.export import frozen
 from fcn.export.frozen import FrozenModel
 from pipeline_fixtures import REPO_ROOT, build_synthetic, run_script, scalar_series, tiny_config, tiny_overrides
@@ -130,7 +131,7 @@ def test_eval_miou_equals_numpy_and_export_matches_eval(trained, data_dir, tmp_p
     eval_predictions = {name: pred for name, _, pred in eval_lib.predictions_for_split(trained, checkpoint)}
 
     model_path = str(tmp_path / 'model.pb')
-    frozen.export(trained, checkpoint, model_path)
+    frozen.export(export_source(trained, checkpoint), model_path)
     model = FrozenModel(model_path)
     pairs = []
     for ex in read_examples(data_dir, 'val'):

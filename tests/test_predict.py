@@ -11,6 +11,7 @@ import pytest
 from datasets_fixtures import read_examples
 from fcn import eval_lib, predict_lib
 from fcn.data.palette import read_index_png
+from fcn.export import export_source
 from fcn.export import frozen
 from inference_fixtures import random_checkpoint
 from pipeline_fixtures import build_synthetic, run_script, tiny_config, tiny_overrides
@@ -26,7 +27,7 @@ def run(tmp_path_factory):
     cfg = tiny_config(data_dir, run_dir, extra=['eval.flip=true'])
     checkpoint = random_checkpoint(cfg, NUM_CLASSES)
     model_path = str(tmp_path_factory.mktemp('model') / 'model.pb')
-    frozen.export(cfg, checkpoint, model_path)
+    frozen.export(export_source(cfg, checkpoint), model_path)
     return cfg, checkpoint, model_path
 
 

@@ -137,7 +137,7 @@ class FixedInputGraph(train_lib.TrainGraph):
     """The training graph, fed the fixed examples in order instead of the shuffling reader."""
 
     def _input_queue(self):
-        self.fixed = _FixedBatches(self.cfg.train.batch_size // self.deploy_config.num_clones)
+        self.fixed = _FixedBatches(self.options.batch_size // self.deploy_config.num_clones)
         return self.fixed
 
 

@@ -1,51 +1,91 @@
-"""Exporting a trained model, and running what was exported.
+"""Exporting a trained model, and running what was exported: one table of formats.
 
-One module a format: `frozen` (GraphDef, TensorFlow 1 style), `saved_model` (TF Serving),
-`onnx` (ONNX Runtime, TensorRT), `tflite` (phones). Each has
-`export(cfg, checkpoint, out_path, ...)` (returns the bytes written) and a runner class
-(`.predict(rgb uint8 [H, W, 3]) -> int32 class ids [H, W]`, `.labels`, `.close()`).
-Every format is built from `fcn.inference`, so all of them predict what eval measured.
+Each format is one row of FORMATS: its writer, `export(source, out_path, **options)` (the same
+entry point for every format: an ExportSource, what is exported, as values, read from the config
+once by `export_source`; returns the bytes written), its runner class
+(`Runner(path)`: `.predict(rgb uint8 [H, W, 3]) -> int32 class ids [H, W]`, `.labels`,
+`.close()`), the options its writer takes and how predict.py recognises its models. Writers
+and runners are named as 'module:attribute' and imported when used, so this table (export.py's
+--format choices, predict.py's model lookup) imports no TensorFlow, and the ONNX and TFLite
+runners (fcn.export.onnx_runner, fcn.export.tflite_runner) run without it. Every writer builds
+on fcn.inference, so every format predicts what eval measured. Shared helpers (the label
+sidecar, atomic writes, the input check): fcn.export.common.
 """
 import collections
+import dataclasses
 import importlib
 import os
 
-import numpy as np
-
 from fcn.data import info as dataset_info
 
-INPUT_NAME = 'ImageTensor'
-OUTPUT_NAME = 'SemanticPredictions'
-
-# --format name -> where its writer is: a function of fcn.export.<module> taking
-# (cfg, checkpoint, out_path, **options), the options it takes and those it needs.
-# onnx.py and tflite.py convert frozen.freeze_with_info(tiling=False).
-Format = collections.namedtuple('Format', 'module function options required')
-FORMATS = {
-    'frozen': Format('frozen', 'export', (), ()),
-    'saved_model': Format('saved_model', 'export', (), ()),
-    'onnx': Format('onnx', 'from_checkpoint', (), ()),
-    'tflite': Format('tflite', 'from_checkpoint', ('input_size', 'quantize'), ('input_size',)),
-}
+# options: {option name: True if the format needs it}; suffix: the model file's extension
+# (None: a folder).
+Format = collections.namedtuple('Format', 'name writer runner options suffix')
+FORMATS = collections.OrderedDict((f.name, f) for f in (
+    Format('frozen', 'fcn.export.frozen:export', 'fcn.export.frozen:FrozenModel', {}, '.pb'),
+    Format('saved_model', 'fcn.export.saved_model:export', 'fcn.export.saved_model:SavedModelRunner', {}, None),
+    Format('onnx', 'fcn.export.onnx:export', 'fcn.export.onnx_runner:OnnxModel', {}, '.onnx'),
+    Format('tflite', 'fcn.export.tflite:export', 'fcn.export.tflite_runner:TFLiteModel',
+           {'input_size': True, 'quantize': False}, '.tflite'),
+))
 
 
-def export(fmt, cfg, checkpoint, out_path, **options):
-    """Writes `checkpoint` in format `fmt` (a FORMATS key); returns the bytes written.
+def _resolve(reference):
+    module, attribute = reference.split(':')
+    return getattr(importlib.import_module(module), attribute)
+
+
+def get_format(name):
+    if name not in FORMATS:
+        raise ValueError('unknown export format %r (valid: %s)' % (name, ', '.join(FORMATS)))
+    return FORMATS[name]
+
+
+def check_options(name, **options):
+    """The options given (not None) for format `name`, or a ValueError naming the one that does
+    not apply or is missing (before anything slow runs)."""
+    fmt = get_format(name)
+    given = {key: value for key, value in options.items() if value is not None}
+    for key in sorted(given):
+        if key not in fmt.options:
+            raise ValueError('--%s does not apply to --format %s' % (key, name))
+    for key, needed in fmt.options.items():
+        if needed and key not in given:
+            raise ValueError('--format %s needs --%s' % (name, key))
+    return given
+
+
+def export(name, cfg, checkpoint, out_path, **options):
+    """Writes `checkpoint` in format `name` (a FORMATS key); returns the bytes written.
 
     `options` (input_size, quantize) go to the formats that take them and must be None for
     the others; None leaves an option to the format's default."""
-    if fmt not in FORMATS:
-        raise ValueError('unknown export format %r (valid: %s)' % (fmt, ', '.join(FORMATS)))
-    spec = FORMATS[fmt]
-    given = {key: value for key, value in options.items() if value is not None}
-    for key in sorted(given):
-        if key not in spec.options:
-            raise ValueError('--%s does not apply to --format %s' % (key, fmt))
-    for key in spec.required:
-        if key not in given:
-            raise ValueError('--format %s needs --%s' % (fmt, key))
-    function = getattr(importlib.import_module('fcn.export.' + spec.module), spec.function)
-    return function(cfg, checkpoint, out_path, **given)
+    given = check_options(name, **options)
+    return _resolve(get_format(name).writer)(export_source(cfg, checkpoint), out_path, **given)
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportSource:
+    """What a format writes, as values: the checkpoint, its dataset's labels (`label_info`),
+    the keyword arguments of fcn.inference.predict_classes, the `model` section (for the
+    sidecar) and train.ema_decay (EMA shadows restored when > 0, as in eval)."""
+    checkpoint: str
+    labels: dict
+    inference: dict
+    model: dict
+    ema_decay: float = 0.0
+
+    def without_tiling(self):
+        """The same with eval.tile_size dropped (the ONNX and TFLite converters' fixed graphs)."""
+        return dataclasses.replace(self, inference=dict(self.inference, tile_size=None))
+
+
+def export_source(cfg, checkpoint):
+    """The ExportSource of `checkpoint` trained with `cfg`, once the run's model keys match cfg's."""
+    from fcn import inference, rundir
+    rundir.check_model_keys(cfg)
+    return ExportSource(checkpoint=checkpoint, labels=label_info(cfg), inference=inference.options(cfg),
+                        model=cfg.model.to_dict(), ema_decay=float(cfg.train.ema_decay))
 
 
 def label_info(cfg):
@@ -56,28 +96,22 @@ def label_info(cfg):
             'palette': [list(c) for c in info.palette], 'ignore_label': info.ignore_label}
 
 
-def export_info(cfg, checkpoint, options):
-    """label_info plus what was exported: checkpoint, model, EMA, inference options."""
-    info = label_info(cfg)
-    info.update({'input': INPUT_NAME + ':0', 'output': OUTPUT_NAME + ':0', 'checkpoint': checkpoint,
-                 'model': cfg.model.to_dict(), 'ema': bool(cfg.train.ema_decay),
-                 'scales': list(options['scales']), 'flip': options['flip'],
-                 'tile_size': list(options['tile_size']) if options['tile_size'] else None,
-                 'tile_overlap': options['tile_overlap']})
-    return info
+def format_of(path):
+    """The Format of an exported model at `path`: a folder is a SavedModel, a file goes by its
+    extension."""
+    if os.path.isdir(path):
+        return FORMATS['saved_model']
+    if not os.path.exists(path):
+        raise FileNotFoundError('model not found: %s (write one with export.py)' % path)
+    suffix = os.path.splitext(path)[1].lower()
+    for fmt in FORMATS.values():
+        if fmt.suffix == suffix:
+            return fmt
+    known = ', '.join(f.suffix for f in FORMATS.values() if f.suffix)
+    raise ValueError('%s: unknown model format %r (expected a SavedModel folder or %s, as written by export.py)'
+                     % (path, suffix, known))
 
 
-def check_image(image):
-    """`image` as a contiguous RGB uint8 [H, W, 3] array, or a ValueError saying what it is."""
-    image = np.asarray(image)
-    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise ValueError('expected an RGB uint8 image [H, W, 3], got %s %s' % (image.dtype, image.shape))
-    return np.ascontiguousarray(image)
-
-
-def write_atomic(path, data, mode='wb'):
-    """Writes `data` to path + '.tmp' and renames it over `path`: readers never see half a file."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path + '.tmp', mode) as f:
-        f.write(data)
-    os.replace(path + '.tmp', path)
+def load_model(path):
+    """The runner of the exported model at `path`."""
+    return _resolve(format_of(path).runner)(path)

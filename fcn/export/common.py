@@ -1,8 +1,9 @@
-"""What every export format shares: the label sidecar, atomic writes, the runner's input check.
+"""What every export format shares: tensor names, the label sidecar, atomic writes, the
+runner's input check, optional imports. No TensorFlow: the ONNX and TFLite runners use it.
 
 The sidecar is the JSON next to an exported model (model.pb / model.onnx / model.tflite ->
-model.json, the frozen graph's naming rule): the dataset's num_classes, class names, palette
-and ignore label, plus how the model was exported. A runner's `.labels` is its label part.
+model.json): the dataset's num_classes, class names, palette and ignore label, plus how the
+model was exported. A runner's `.labels` is that JSON.
 """
 import importlib
 import json
@@ -11,17 +12,38 @@ import os
 import numpy as np
 
 from fcn.data.palette import voc_palette
-from fcn.export.frozen import sidecar_path
 
+INPUT_NAME = 'ImageTensor'
+OUTPUT_NAME = 'SemanticPredictions'
 LABEL_KEYS = ('num_classes', 'class_names', 'palette', 'ignore_label')
+QUANTIZATIONS = ('none', 'float16', 'dynamic')  # tflite weights: float32, float16, dynamic-range int8
 
 
 def write_atomic(path, data):
-    """Writes bytes or text to `path` through a temporary file, creating its folder."""
+    """Writes bytes or text to path + '.tmp' and renames it over `path` (creating its folder):
+    readers never see half a file."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path + '.tmp', 'wb' if isinstance(data, bytes) else 'w') as f:
         f.write(data)
     os.replace(path + '.tmp', path)
+
+
+def export_info(source):
+    """The labels plus what was exported: checkpoint, model, EMA, inference options (of the
+    ExportSource `source`)."""
+    options = source.inference
+    info = dict(source.labels)
+    info.update({'input': INPUT_NAME + ':0', 'output': OUTPUT_NAME + ':0', 'checkpoint': source.checkpoint,
+                 'model': source.model, 'ema': bool(source.ema_decay),
+                 'scales': list(options['scales']), 'flip': options['flip'],
+                 'tile_size': list(options['tile_size']) if options['tile_size'] else None,
+                 'tile_overlap': options['tile_overlap']})
+    return info
+
+
+def sidecar_path(model_path):
+    """model.pb -> model.json: class names + palette travel next to the model file."""
+    return os.path.splitext(model_path)[0] + '.json'
 
 
 def write_sidecar(model_path, info):
@@ -32,8 +54,7 @@ def write_sidecar(model_path, info):
 
 
 def read_sidecar(model_path):
-    """The whole sidecar of `model_path`; without one, VOC colours and no names (as the frozen
-    graph's runner does)."""
+    """The whole sidecar of `model_path`; without one, VOC colours and no names."""
     path = sidecar_path(model_path)
     if not os.path.isfile(path):
         return {'num_classes': None, 'class_names': None, 'palette': voc_palette(256).tolist(),
@@ -45,18 +66,12 @@ def read_sidecar(model_path):
             raise ValueError('%s is not valid JSON: %s' % (path, e)) from None
 
 
-def labels(model_path):
-    """num_classes, class_names, palette, ignore_label of an exported model."""
-    info = read_sidecar(model_path)
-    return {key: info.get(key) for key in LABEL_KEYS}
-
-
-def check_rgb(image):
-    """`image` as a numpy array, or a ValueError unless it is RGB uint8 [H, W, 3]."""
+def check_image(image):
+    """`image` as a contiguous RGB uint8 [H, W, 3] array, or a ValueError saying what it is."""
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError('expected an RGB uint8 image [H, W, 3], got %s %s' % (image.dtype, image.shape))
-    return image
+    return np.ascontiguousarray(image)
 
 
 def check_model_file(path, written_by):

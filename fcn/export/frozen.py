@@ -3,14 +3,12 @@ named as DeepLab's exported graphs are, with class names and palette in a sideca
 
 `freeze` is also the starting point of the ONNX and TFLite converters (tiling off, a fixed
 input size)."""
-import json
-import os
 
-from fcn import inference, rundir
+from fcn import inference
 from fcn.deploy import shared_gpu_config
 from fcn.compat import tf, tf1
-from fcn.data.palette import voc_palette
-from fcn.export import INPUT_NAME, OUTPUT_NAME, check_image, export_info, label_info, write_atomic
+from fcn.export.common import (INPUT_NAME, OUTPUT_NAME, check_image, check_model_file, export_info, read_sidecar,
+                               write_atomic, write_sidecar)
 
 
 def build_inference_graph(num_classes, inference_options, input_size=None):
@@ -22,53 +20,39 @@ def build_inference_graph(num_classes, inference_options, input_size=None):
     return images, tf.identity(predictions, name=OUTPUT_NAME)
 
 
-def inference_options(cfg, tiling=True):
-    """inference.options(cfg), with eval.tile_size dropped when `tiling` is False."""
-    options = inference.options(cfg)
-    if not tiling:
-        options['tile_size'] = None
-    return options
-
-
-def freeze(cfg, checkpoint, tiling=True, input_size=None):
-    """The frozen inference GraphDef of `checkpoint` (EMA shadows when train.ema_decay > 0, as
-    in eval): eval.scales, eval.flip and, if `tiling`, eval.tile_size in the graph; input
-    [1, H, W, 3] of any H, W or the fixed `input_size` (H, W)."""
-    rundir.check_model_keys(cfg)
-    num_classes = label_info(cfg)['num_classes']
+def freeze(source, tiling=True, input_size=None):
+    """The frozen inference GraphDef of an ExportSource's checkpoint (EMA shadows when its
+    ema_decay > 0, as in eval): eval.scales, eval.flip and, if `tiling`, eval.tile_size in the
+    graph; input [1, H, W, 3] of any H, W or the fixed `input_size` (H, W)."""
+    source = source if tiling else source.without_tiling()
     graph = tf.Graph()
     with graph.as_default():
-        build_inference_graph(num_classes, inference_options(cfg, tiling), input_size)
-        restorer = inference.ModelRestorer(cfg.train.ema_decay)
+        build_inference_graph(source.labels['num_classes'], source.inference, input_size)
+        restorer = inference.ModelRestorer(source.ema_decay)
         with tf1.Session(graph=graph, config=shared_gpu_config()) as sess:
-            restorer.restore(sess, checkpoint)
+            restorer.restore(sess, source.checkpoint)
             return tf1.graph_util.convert_variables_to_constants(sess, graph.as_graph_def(), [OUTPUT_NAME])
 
 
-def freeze_with_info(cfg, checkpoint, tiling=True, input_size=None):
+def freeze_with_info(source, tiling=True, input_size=None):
     """(`freeze(...)`, label info + export metadata): what a converter (ONNX, TFLite) needs."""
-    graph_def = freeze(cfg, checkpoint, tiling, input_size)
-    return graph_def, export_info(cfg, checkpoint, inference_options(cfg, tiling))
+    graph_def = freeze(source, tiling, input_size)
+    return graph_def, export_info(source if tiling else source.without_tiling())
 
 
-def sidecar_path(model_path):
-    """model.pb -> model.json: class names + palette travel next to the frozen graph."""
-    return os.path.splitext(model_path)[0] + '.json'
-
-
-def export(cfg, checkpoint, out_path):
-    """Writes the frozen graph (atomically) and its label sidecar; returns the graph's size."""
-    data = freeze(cfg, checkpoint).SerializeToString()
-    info = export_info(cfg, checkpoint, inference_options(cfg))
+def export(source, out_path):
+    """Writes the frozen graph of an ExportSource (atomically) and its label sidecar; returns
+    the graph's size."""
+    data = freeze(source).SerializeToString()
+    info = export_info(source)
     # The sidecar first, the graph last: a model.pb on disk always has its model.json.
-    write_atomic(sidecar_path(out_path), json.dumps(info, indent=2), 'w')
-    write_atomic(out_path, data, 'wb')
+    write_sidecar(out_path, info)
+    write_atomic(out_path, data)
     return len(data)
 
 
 def read_graph_def(model_path):
-    if not os.path.isfile(model_path):
-        raise FileNotFoundError('model file not found: %s (write one with export.py)' % model_path)
+    check_model_file(model_path, 'export.py')
     graph_def = tf1.GraphDef()
     with open(model_path, 'rb') as f:
         try:
@@ -127,7 +111,7 @@ class FrozenModel:
         self.session = tf1.Session(graph=self.graph, config=shared_gpu_config())
         self.session.run([var.initializer for var in variables.values()], feeds)
         self.weight_names = sorted(weights)
-        self.labels = _read_sidecar(model_path)
+        self.labels = read_sidecar(model_path)
 
     def predict(self, image_rgb):
         out = self.session.run(OUTPUT_NAME + ':0', {INPUT_NAME + ':0': check_image(image_rgb)[None]})
@@ -148,10 +132,3 @@ def _weight_variables(weights):
             feeds[initial] = value
     return variables, feeds
 
-
-def _read_sidecar(model_path):
-    path = sidecar_path(model_path)
-    if os.path.isfile(path):
-        with open(path) as f:
-            return json.load(f)
-    return {'num_classes': None, 'class_names': None, 'palette': voc_palette(256).tolist(), 'ignore_label': 255}

@@ -13,11 +13,11 @@ import os
 import shutil
 import tempfile
 
-from fcn import inference, rundir
+from fcn import inference
 from fcn.deploy import shared_gpu_config
 from fcn.compat import DecodedImage, tf, tf1
-from fcn.export import OUTPUT_NAME, check_image, export_info
-from fcn.export.frozen import build_inference_graph, inference_options
+from fcn.export.common import OUTPUT_NAME, check_image, export_info
+from fcn.export.frozen import build_inference_graph
 
 IMAGES_SIGNATURE = tf1.saved_model.signature_constants.DEFAULT_SERVING_SIGNATURE_DEF_KEY  # serving_default
 ENCODED_SIGNATURE = 'encoded_image'
@@ -41,27 +41,26 @@ def _signature(inputs_key, inputs, outputs):
     return tf1.saved_model.signature_def_utils.predict_signature_def({inputs_key: inputs}, {OUTPUT_KEY: outputs})
 
 
-def export(cfg, checkpoint, out_dir):
-    """Writes the SavedModel folder `out_dir` (which must not exist yet; it appears complete,
-    renamed from a temporary folder beside it); returns its size in bytes."""
+def export(source, out_dir):
+    """Writes the SavedModel of an ExportSource to the folder `out_dir` (which must not exist
+    yet; it appears complete, renamed from a temporary folder beside it); returns its size in bytes."""
     if os.path.exists(out_dir):
         raise ValueError('%s exists: a SavedModel is written into a new folder (TF Serving reads '
                               'numbered versions, e.g. export/voc/2)' % out_dir)
-    rundir.check_model_keys(cfg)
-    options = inference_options(cfg)
-    info = export_info(cfg, checkpoint, options)
+    info = export_info(source)
     parent = os.path.dirname(os.path.abspath(out_dir))
     os.makedirs(parent, exist_ok=True)
     staging = tempfile.mkdtemp(prefix='.saved_model-', dir=parent)
     try:
-        _build(cfg, checkpoint, info, options, os.path.join(staging, 'model'), staging)
+        _build(source, info, os.path.join(staging, 'model'), staging)
         os.rename(os.path.join(staging, 'model'), out_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return sum(os.path.getsize(os.path.join(root, name)) for root, _, names in os.walk(out_dir) for name in names)
 
 
-def _build(cfg, checkpoint, info, options, model_dir, staging):
+def _build(source, info, model_dir, staging):
+    options = source.inference
     labels_path = os.path.join(staging, LABELS_ASSET)
     with open(labels_path, 'w') as f:
         json.dump(info, f, indent=2)
@@ -71,9 +70,9 @@ def _build(cfg, checkpoint, info, options, model_dir, staging):
         encoded, encoded_predictions = _encoded_inference_graph(info['num_classes'], options)
         asset = tf.constant(labels_path, name='labels_path')
         tf1.add_to_collection(tf1.GraphKeys.ASSET_FILEPATHS, asset)
-        restorer = inference.ModelRestorer(cfg.train.ema_decay)
+        restorer = inference.ModelRestorer(source.ema_decay)
         with tf1.Session(graph=graph, config=shared_gpu_config()) as sess:
-            restorer.restore(sess, checkpoint)
+            restorer.restore(sess, source.checkpoint)
             builder = tf1.saved_model.Builder(model_dir)
             builder.add_meta_graph_and_variables(
                 sess, TAGS, signature_def_map={

@@ -5,9 +5,9 @@ At `width` 1.0 every variable has the name and shape of the released checkpoint
 every channel count, for tests and demos on small machines.
 """
 from fcn.compat import slim, tf, tf1
+from fcn.nets import MEAN_RGB  # noqa: F401 (vgg.MEAN_RGB)
 
 SCOPE = 'vgg_16'
-MEAN_RGB = (123.68, 116.78, 103.94)
 # (block name, number of convs, channels) as in vgg_16.ckpt
 BLOCKS = (('conv1', 2, 64), ('conv2', 2, 128), ('conv3', 3, 256), ('conv4', 3, 512), ('conv5', 3, 512))
 FC_CHANNELS = 4096
