@@ -40,8 +40,9 @@ def overlay(image_rgb, labels, palette, alpha=0.5, ignore_label=255):
     return np.where(keep, image_rgb, blended).astype(np.uint8)
 
 
-def add_legend(image_rgb, class_ids, class_names, palette, ignore_label=255):
-    """Appends a legend panel naming each class in `class_ids` with its colour swatch."""
+def add_legend(image_rgb, class_ids, class_names, palette, ignore_label=255, ignore_name=None):
+    """Appends a legend panel naming each class in `class_ids` with its colour swatch (the
+    ignore label, if listed, as `ignore_name`)."""
     table = full_palette(palette, ignore_label)
     row_height, width = 22, 200
     rows = max(1, len(class_ids))
@@ -52,6 +53,8 @@ def add_legend(image_rgb, class_ids, class_names, palette, ignore_label=255):
         cv2.rectangle(panel, (6, top), (24, top + 16), colour, thickness=-1)
         cv2.rectangle(panel, (6, top), (24, top + 16), (0, 0, 0), thickness=1)
         name = class_names[class_id] if class_id < len(class_names) else 'class_%d' % class_id
+        if ignore_name is not None and class_id == ignore_label:
+            name = ignore_name
         cv2.putText(panel, name, (30, top + 13), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
     canvas = np.full((panel.shape[0], image_rgb.shape[1], 3), 255, np.uint8)
     canvas[:image_rgb.shape[0]] = image_rgb
@@ -92,3 +95,29 @@ def _name_band(names, cell):
         cv2.putText(band, name[:24], (4, i * cell + (cell + int(22 * scale)) // 2), cv2.FONT_HERSHEY_SIMPLEX,
                     scale, (0, 0, 0), 1, cv2.LINE_AA)
     return band
+
+
+TITLE_HEIGHT = 24  # the band above sample_sheet's panels
+
+
+def sample_sheet(image_rgb, labels, class_names, palette, ignore_label=255, title=''):
+    """A training sample, side by side under a title band: the image, its labels in the
+    palette's colours (void in the void colour) and their overlay with a legend of the
+    classes present. Each panel is the image's size, at x = 0, W, 2W from TITLE_HEIGHT down."""
+    labels = np.asarray(labels)
+    present = [int(c) for c in np.unique(labels)]
+    blended = add_legend(overlay(image_rgb, labels, palette, ignore_label=ignore_label), present, class_names,
+                         palette, ignore_label, ignore_name='ignore (%d)' % ignore_label)
+    height = blended.shape[0]
+    panels = [_pad_rows(image_rgb, height), _pad_rows(colorize(labels, palette, ignore_label), height), blended]
+    sheet = np.concatenate(panels, axis=1)
+    band = np.full((TITLE_HEIGHT, sheet.shape[1], 3), 255, np.uint8)
+    cv2.putText(band, title, (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+    return np.concatenate([band, sheet], axis=0)
+
+
+def _pad_rows(image_rgb, height):
+    """`image_rgb` on a white canvas `height` rows high."""
+    canvas = np.full((height,) + image_rgb.shape[1:], 255, np.uint8)
+    canvas[:image_rgb.shape[0]] = image_rgb
+    return canvas
