@@ -34,7 +34,8 @@ def write_samples(data_dir, split, info, out_dir, num=16, aug=None, seed=None, l
     paths = []
     for index, sample in enumerate(samples(data_dir, split, info, num, aug, seed)):
         name, key, image, label = sample
-        title = '%s  (%s)  %s%s' % (name, os.path.basename(key), split, ', augmented %dx%d' % label.shape if aug else '')
+        crop = ', augmented %dx%d' % label.shape if aug else ''
+        title = '%s  (%s)  %s%s' % (name, os.path.basename(key), split, crop)
         sheet = visualize.sample_sheet(image, label, info.class_names, info.palette, info.ignore_label, title)
         path = os.path.join(out_dir, '%03d_%s.png' % (index, _file_stem(name)))
         ok = cv2.imwrite(path, np.ascontiguousarray(sheet[:, :, ::-1]))
@@ -62,21 +63,10 @@ def samples(data_dir, split, info, num, aug=None, seed=None):
         else:
             label = label[:, :, 0]
         image = tf.cast(tf.clip_by_value(tf.round(tf.cast(image, tf.float32)), 0, 255), tf.uint8)
-        with tf1.Session() as sess:
-            coord = tf1.train.Coordinator()
-            threads = tf1.train.start_queue_runners(sess, coord=coord)
-            try:
-                for _ in range(count):
-                    name, record, pixels, labels = sess.run([filename, key, image, label])
-                    yield name.decode('utf-8', 'replace'), record.decode('utf-8', 'replace'), pixels, labels
-            except tf.errors.InvalidArgumentError as e:
-                error = provider.label_error(e)
-                if error is None:
-                    raise
-                raise error from None
-            finally:
-                coord.request_stop()
-                coord.join(threads, stop_grace_period_secs=5)
+        with tf1.Session() as sess, provider.running_queues(sess):
+            for _ in range(count):
+                name, record, pixels, labels = sess.run([filename, key, image, label])
+                yield name.decode('utf-8', 'replace'), record.decode('utf-8', 'replace'), pixels, labels
 
 
 def _file_stem(name):

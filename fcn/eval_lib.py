@@ -96,21 +96,13 @@ class EvalGraph:
             sess.run(tf1.local_variables_initializer())
             self.restorer.restore(sess, checkpoint)
             step = checkpoints.global_step(checkpoint)
-            writer = PredictionWriter(predictions_dir(opts.run_dir, step), self.dataset) if opts.save_predictions else None
+            writer = None
+            if opts.save_predictions:
+                writer = PredictionWriter(predictions_dir(opts.run_dir, step), self.dataset)
             per_image = [] if opts.per_image else None
-            coord = tf1.train.Coordinator()
-            threads = tf1.train.start_queue_runners(sess, coord=coord)
-            try:
+            with provider.running_queues(sess):
                 self._pass(sess, step, writer, per_image, progress)
                 confusion = sess.run(self.confusion.value)
-            except tf.errors.InvalidArgumentError as e:
-                error = provider.label_error(e)  # a label outside the classes: a user error
-                if error is None:
-                    raise
-                raise error from None
-            finally:
-                coord.request_stop()
-                coord.join(threads, stop_grace_period_secs=5)
         results = metrics.scores(confusion, self.dataset.class_names, fscore_beta=opts.fscore_beta)
         results.update({'checkpoint': checkpoint, 'global_step': step, 'split': self.dataset.split,
                         'num_images': self.num_images(), 'confusion_matrix': confusion.tolist()})
@@ -318,11 +310,8 @@ def predictions_for_split(cfg, checkpoint, split=None):
     out = []
     with tf1.Session(graph=graph.graph, config=deploy.shared_gpu_config()) as sess:
         graph.restorer.restore(sess, checkpoint)
-        coord = tf1.train.Coordinator()
-        threads = tf1.train.start_queue_runners(sess, coord=coord)
-        for _ in range(graph.num_images()):
-            name, label, pred = sess.run([graph.filename, graph.labels, graph.predictions])
-            out.append((name.decode(), np.asarray(label[0]), np.asarray(pred[0])))
-        coord.request_stop()
-        coord.join(threads, stop_grace_period_secs=5)
+        with provider.running_queues(sess):
+            for _ in range(graph.num_images()):
+                name, label, pred = sess.run([graph.filename, graph.labels, graph.predictions])
+                out.append((name.decode(), np.asarray(label[0]), np.asarray(pred[0])))
     return out

@@ -9,7 +9,6 @@ import pytest
 from datasets_fixtures import read_examples
 from fcn import browse, visualize
 from fcn.data.info import DatasetInfo
-from fcn.data.palette import voc_palette
 from pipeline_fixtures import build_synthetic, run_script
 
 SIZE, CROP = 48, 64
