@@ -1,18 +1,6 @@
-"""Train an FCN: python train.py --config configs/voc.yaml [--set train.steps=1000 ...]
-
-In a cluster job (TF_CONFIG or a Slurm step) the process's role decides what it does:
-ps tasks serve variables, the evaluator evaluates, chief and workers train (fcn/task.py).
-"""
+"""Train an FCN: python train.py --help (the same tool as the console script fcn-train; fcn/tools/train.py)."""
 from fcn import cli
-
-
-def main():
-    args = cli.config_parser(__doc__).parse_args()
-    cfg = cli.load(args)
-    from fcn import task
-    from fcn.cluster import roles
-    task.run(cfg, roles.resolve())
-
+from fcn.tools.train import main
 
 if __name__ == '__main__':
     cli.run_main(main)

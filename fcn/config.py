@@ -1,8 +1,9 @@
 """YAML configuration: inheritance (`base:`), `--set a.b=value` overrides, validation.
 
-`configs/base.yaml` is the schema: every valid key appears there with its default. It ships
-inside the package as `fcn/configs/base.yaml` (in the repository a link to configs/base.yaml,
-in a wheel a copy of it), so configs load after a plain `pip install .` too. Every config
+`configs/base.yaml` is the schema: every valid key appears there with its default. It and
+every shipped recipe are package data, `fcn/configs/` (in the repository a link to configs/,
+in a wheel a copy of it), so configs load after a plain `pip install .` too, and `--config
+voc.yaml` names a shipped recipe when no such file is in the working directory. Every config
 inherits its defaults. A config names its parent with `base: other.yaml`, resolved relative
 to the file that names it; keys are merged depth-first. Unknown keys and values of the wrong
 type are errors that name the key and suggest the closest valid one.
@@ -18,7 +19,8 @@ import os
 
 import yaml
 
-BASE_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'configs', 'base.yaml')
+SHIPPED_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'configs')
+BASE_CONFIG = os.path.join(SHIPPED_DIR, 'base.yaml')
 INHERIT_KEY = 'base'
 
 
@@ -59,6 +61,24 @@ def _to_plain(value):
     if isinstance(value, list):
         return [_to_plain(v) for v in value]
     return value
+
+
+def shipped_configs():
+    """The bare names of the shipped configs (voc.yaml, demo.yaml, ...)."""
+    return sorted(name for name in os.listdir(SHIPPED_DIR) if name.endswith('.yaml'))
+
+
+def find_config(name):
+    """The config file `name`: the file itself where it exists, else the shipped config of that
+    bare name (`voc.yaml` or `voc`), else a ConfigError listing the shipped ones."""
+    if os.path.isfile(name):
+        return name
+    if not os.path.dirname(name):
+        for candidate in (name, name + '.yaml'):
+            if candidate in shipped_configs():
+                return os.path.join(SHIPPED_DIR, candidate)
+    raise ConfigError('config file not found: %s (a shipped config is named by its bare name: %s)'
+                      % (name, ', '.join(shipped_configs())))
 
 
 def _read_yaml(path):
@@ -205,6 +225,7 @@ def parse_override(text):
 def load_config(path, overrides=(), schema_path=BASE_CONFIG):
     """Loads `path` (with inheritance), applies `--set` overrides, validates and types it."""
     schema = _load_chain(schema_path)
+    path = find_config(path)
     tree = _merge(schema, _load_chain(path))
     _validate(tree, schema, path)
     flat_schema = _flatten(schema)

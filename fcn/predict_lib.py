@@ -7,6 +7,7 @@ a JPEG gets the class ids that eval.py measured on it. Existing files are never 
 over unless `overwrite`, and an input never is.
 """
 import os
+import sys
 from collections import defaultdict
 
 import cv2
@@ -157,8 +158,9 @@ def predict_files(model_path, inputs, out_dir, overwrite=False):
     decoder = ImageDecoder()
     os.makedirs(out_dir, exist_ok=True)
     try:
+        # A bar on a terminal only: in a log or a pipe its redraws would share lines with the paths.
         for path, (label_path, overlay_path) in tqdm(list(zip(image_paths, plan)), desc='predict', unit='img',
-                                                     disable=len(image_paths) < 2):
+                                                     disable=len(image_paths) < 2 or not sys.stderr.isatty()):
             image = decoder.read(path)
             prediction = np.asarray(model.predict(image))
             if prediction.max(initial=0) > 255:

@@ -56,11 +56,8 @@ def test_train_aug_membership_and_label_sources(trees, tmp_path):
 
 
 def test_cli_adds_train_aug_when_sbd_dir_given(trees, tmp_path, repo_root):
-    import importlib.util
+    from fcn.tools import build_records as cli  # build_tfrecords.py's main, parser and flag mapping
     voc_dir, sbd_dir, _, _ = trees
-    loader = importlib.util.spec_from_file_location('build_tfrecords', os.path.join(repo_root, 'build_tfrecords.py'))
-    cli = importlib.util.module_from_spec(loader)
-    loader.loader.exec_module(cli)
     args = cli.make_parser().parse_args(['--dataset', 'voc', '--data_dir', voc_dir, '--sbd_dir', sbd_dir,
                                          '--out', str(tmp_path / 'out')])
     spec = cli.voc_spec(args)

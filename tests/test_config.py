@@ -113,3 +113,17 @@ def test_missing_base_names_the_key_and_the_file_that_names_it(tmp_path):
 def test_shipped_schema_is_the_repository_base_yaml():
     from fcn import config
     assert os.path.samefile(config.BASE_CONFIG, 'configs/base.yaml')
+
+
+def test_a_bare_name_finds_the_shipped_config_unless_the_working_directory_has_that_file(tmp_path, monkeypatch):
+    from fcn.config import SHIPPED_DIR, shipped_configs
+    monkeypatch.chdir(tmp_path)
+    with open(os.path.join(SHIPPED_DIR, 'demo.yaml')) as f:
+        shipped_width = yaml.safe_load(f)['model']['width']
+    assert load_config('demo.yaml').model.width == shipped_width
+    assert load_config('demo').model.width == shipped_width
+    (tmp_path / 'demo.yaml').write_text('model:\n  width: 0.5\n')
+    assert load_config('demo.yaml').model.width == 0.5  # the working directory's file wins
+    assert {'base.yaml', 'demo.yaml', 'voc.yaml'} <= set(shipped_configs())
+    with pytest.raises(ConfigError, match=r'config file not found: vocc.yaml \(a shipped config .*voc\.yaml'):
+        load_config('vocc.yaml')

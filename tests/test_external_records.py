@@ -157,3 +157,15 @@ def test_caffe_fcn_demo_photo_and_label_round_trip_pixel_exact(tmp_path):
     counts = np.bincount(indices.ravel(), minlength=256)
     assert summary['splits']['train']['class_pixel_counts'] == counts[:21].tolist()
     assert summary['splits']['train']['ignored_pixels'] == counts[255]
+
+
+def test_indexing_records_prints_no_tensorflow_start_up_lines(tmp_path):
+    """As a terminal shows it (stdout and stderr merged, TF_CPP_MIN_LOG_LEVEL 0, two workers):
+    the indexer and the processes it starts are as quiet as every other tool."""
+    result = run_script('build_tfrecords.py', '--dataset', 'records', '--data_dir', DEEPLAB_BUILT,
+                        '--num_classes', '5', '--out', str(tmp_path / 'out'), '--num_workers', '2',
+                        env={'TF_CPP_MIN_LOG_LEVEL': '0'}, merge_stderr=True)
+    assert result.returncode == 0, result.stdout
+    assert 'wrote %s' % os.path.join(str(tmp_path / 'out'), 'summary.json') in result.stdout
+    for noise in ('absl::InitializeLog', 'cuInit', 'cudart_stub', 'oneDNN', 'cpu_feature_guard'):
+        assert noise not in result.stdout, result.stdout

@@ -128,3 +128,60 @@ def test_model_formats_are_chosen_by_path(tmp_path):
         predict_lib.load_model(str(tmp_path / 'bad.pb'))
     with pytest.raises(FileNotFoundError, match='holds no images'):
         predict_lib.list_images([str(tmp_path)])
+
+
+
+def _in_a_terminal(args):
+    """Runs predict.py with stdout and stderr on one pseudo-terminal (as a user sees it, bars
+    on); returns its exit code and the lines as the terminal shows them (a carriage return
+    starts the line again)."""
+    import fcntl
+    import pty
+    import struct
+    import subprocess
+    import sys
+    import termios
+    from pipeline_fixtures import REPO_ROOT
+    main, child = pty.openpty()
+    fcntl.ioctl(child, termios.TIOCSWINSZ, struct.pack('HHHH', 50, 200, 0, 0))  # 50 x 200: room for a bar
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='0', CUDA_VISIBLE_DEVICES='')
+    process = subprocess.Popen([sys.executable, os.path.join(REPO_ROOT, 'predict.py')] + args, cwd=REPO_ROOT,
+                               env=env, stdout=child, stderr=child, stdin=subprocess.DEVNULL)
+    os.close(child)
+    raw = b''
+    while True:
+        try:
+            chunk = os.read(main, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        raw += chunk
+    os.close(main)
+    text = raw.decode('utf-8', 'replace').replace('\r\n', '\n')
+    return process.wait(timeout=300), text, [line.rsplit('\r', 1)[-1].rstrip() for line in text.split('\n')]
+
+
+def test_predict_output_is_quiet_and_its_bar_never_shares_a_line_with_a_path(run, tmp_path):
+    """On a terminal (TF_CPP_MIN_LOG_LEVEL 0): the bar is drawn, each file written is a line of
+    its own, no TensorFlow start-up line; in a pipe (a log) there is no bar at all."""
+    cfg, _, model_path = run
+    photos = tmp_path / 'photos'
+    photos.mkdir()
+    for ex in read_examples(cfg.data.dir, 'val'):
+        (photos / (ex['filename'] + '.jpg')).write_bytes(ex['image_bytes'])
+    code, text, shown = _in_a_terminal(['--model', model_path, '--out', str(tmp_path / 'tty'), str(photos)])
+    assert code == 0, text
+    assert 'predict: 100%' in text  # the bar was drawn
+    written = sorted(str(tmp_path / 'tty' / name) for name in os.listdir(tmp_path / 'tty'))
+    assert len(written) == 6
+    for path in written:
+        assert path in shown, text  # the whole line as shown, no bar before or after it
+    for noise in ('absl::InitializeLog', 'cuInit', 'cudart_stub', 'oneDNN', 'cpu_feature_guard'):
+        assert noise not in text, text
+    piped = run_script('predict.py', '--model', model_path, '--out', str(tmp_path / 'pipe'), str(photos),
+                       env={'TF_CPP_MIN_LOG_LEVEL': '0'}, merge_stderr=True)
+    assert piped.returncode == 0, piped.stdout
+    assert 'predict:' not in piped.stdout
+    assert sorted(line for line in piped.stdout.split('\n') if line.startswith(str(tmp_path))) == \
+        sorted(p.replace('/tty/', '/pipe/') for p in written)

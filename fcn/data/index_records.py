@@ -88,7 +88,7 @@ def index_split(paths, num_classes, ignore_label):
 
 def _label_histogram(raw, shard, num_classes, ignore_label):
     import cv2
-    import tensorflow as tf
+    from fcn.compat import tf  # quiet: no TensorFlow start-up lines (workers import this too)
     feature = tf.train.Example.FromString(raw).features.feature
     name = _text(feature, records.IMAGE_FILENAME) or '(no image/filename)'
     encoded = feature[records.LABEL_ENCODED].bytes_list.value if records.LABEL_ENCODED in feature else []

@@ -24,20 +24,20 @@ SHARD_PATTERN = re.compile(r'^(?P<split>.+)-(?P<index>\d{5})-of-(?P<total>\d{5})
 
 
 def _bytes_feature(value):
-    import tensorflow as tf
+    from fcn.compat import tf  # quiet: no TensorFlow start-up lines (workers import this too)
     if isinstance(value, str):
         value = value.encode('utf-8')
     return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
 
 
 def _int64_feature(value):
-    import tensorflow as tf
+    from fcn.compat import tf  # quiet: no TensorFlow start-up lines (workers import this too)
     return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(value)]))
 
 
 def make_example(image_bytes, label_png_bytes, filename, height, width, image_format='jpeg', channels=3):
     """Builds one tf.train.Example with the DeepLab feature keys."""
-    import tensorflow as tf
+    from fcn.compat import tf  # quiet: no TensorFlow start-up lines (workers import this too)
     feature = {
         IMAGE_ENCODED: _bytes_feature(image_bytes),
         IMAGE_FILENAME: _bytes_feature(filename),
