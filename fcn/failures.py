@@ -5,9 +5,15 @@
   image as an InvalidArgumentError of a decode op. The shards of the split are then checked
   (fcn.data.verify) and the error names the bad shard, the record and the problem.
 - Ctrl-C names the checkpoint the run keeps.
+- A write to the run dir that fails because of the storage (a full disk, a read-only or vanished
+  run dir) becomes a StorageError naming the file (fcn.storage), with the checkpoint kept.
 """
 import contextlib
+import errno
+import os
+import re
 
+from fcn import storage
 from fcn.compat import latest_checkpoint, tf
 from fcn.data import verify
 
@@ -30,13 +36,32 @@ def _is_decode_error(error):
     return isinstance(error, tf.errors.InvalidArgumentError) and 'decode' in str(error).lower()
 
 
+def _storage_error(error, run_dir, what):
+    """A StorageError naming the file of `run_dir` a write failed on (a full disk, a read-only
+    or vanished run dir), or None for another error."""
+    if run_dir is None:
+        return None
+    gone = not os.path.isdir(run_dir)
+    found = re.search(re.escape(run_dir.rstrip('/')) + r'[^\s;:,\'"]*', str(error))
+    if gone and isinstance(error, (tf.errors.OpError, OSError)):
+        return storage.StorageError('the run dir %s is gone (writing %s); %s stopped'
+                                    % (run_dir, found.group(0) if found else run_dir, what))
+    if found is None or storage.errno_of(error) in (None, errno.ENOENT):
+        return None  # not a write to the run dir that the storage refused
+    return storage.StorageError('%s; %s stopped%s' % (storage.error_for(error, found.group(0), 'the run dir'),
+                                                     what, kept(run_dir)))
+
+
 @contextlib.contextmanager
 def named_failures(data_dir, split, run_dir=None, what='training'):
     """Runs the block; a corrupt shard of `split` becomes a CorruptShardError naming it, Ctrl-C
     an `Interrupted` naming the last checkpoint of `run_dir` (None: evaluation, nothing kept)."""
     try:
         yield
-    except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
+    except (tf.errors.OpError, OSError) as e:
+        storage_error = _storage_error(e, run_dir, what)
+        if storage_error is not None:
+            raise storage_error from None
         if not (isinstance(e, tf.errors.DataLossError) or _is_decode_error(e)):
             raise
         problem = verify.find_bad_shard(data_dir, split, decode=not isinstance(e, tf.errors.DataLossError))

@@ -1,9 +1,11 @@
 """Session hooks for training: a log line with speed and ETA, a non-finite loss guard, summaries
 that include the final step, and the end of training on a stop signal (fcn.stopping)."""
 import math
+import os
 import threading
 import time
 
+from fcn import storage
 from fcn.compat import tf1
 
 
@@ -101,3 +103,17 @@ class StopOnSignal(tf1.train.SessionRunHook):
         if self.signals.signum is not None:
             self.stopping.set()
             run_context.request_stop()
+
+
+class RunDirWatch(tf1.train.SessionRunHook):
+    """Stops training when the run dir, or the config.yaml that describes it, disappears mid-run
+    (TensorFlow's Saver would silently create a new, empty folder there and go on)."""
+
+    def __init__(self, run_dir, marker):
+        self._run_dir = run_dir
+        self._marker = marker
+
+    def after_run(self, run_context, run_values):
+        if not os.path.isfile(self._marker):
+            raise storage.StorageError('the run dir %s is gone (%s no longer exists); training stopped'
+                                       % (self._run_dir, self._marker))

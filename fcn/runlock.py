@@ -120,7 +120,8 @@ class TrainerLock:
             return
         try:
             if _same_file(self.fd, self.path):
-                os.remove(self.path)  # removed while still locked: a waiting opener retries
+                with contextlib.suppress(OSError):  # a read-only run dir: the flock still goes with the fd
+                    os.remove(self.path)  # removed while still locked: a waiting opener retries
         finally:
             os.close(self.fd)  # drops the flock
             self.fd = None

@@ -14,7 +14,7 @@ from fcn.config import ConfigError
 from fcn.data import info as dataset_info
 from fcn.input import provider
 from fcn.input.preprocess import train_preprocess_fn
-from fcn.hooks import StopOnSignal, SummarySaverHook, TrainingMonitor
+from fcn.hooks import RunDirWatch, StopOnSignal, SummarySaverHook, TrainingMonitor
 from fcn.nets.fcn import build_model
 from fcn.visualize import colorize_tensor
 
@@ -191,7 +191,8 @@ def _hooks(cfg, graph, scaffold, is_chief, log, stop_on_signal=None):
                                                scaffold=scaffold)
     summary_hook = SummarySaverHook(train.steps, save_steps=train.summary_every_steps, output_dir=train.run_dir,
                                     scaffold=scaffold)
-    return [stop, stop_on_signal], [monitor, saver_hook, summary_hook]
+    watch = RunDirWatch(train.run_dir, rundir.config_path(train.run_dir))
+    return [stop, stop_on_signal], [monitor, watch, saver_hook, summary_hook]
 
 
 def _scaffold(cfg, graph):

@@ -5,12 +5,14 @@ The sidecar is the JSON next to an exported model (model.pb / model.onnx / model
 model.json): the dataset's num_classes, class names, palette and ignore label, plus how the
 model was exported. A runner's `.labels` is that JSON.
 """
+import contextlib
 import importlib
 import json
 import os
 
 import numpy as np
 
+from fcn import storage
 from fcn.data.palette import voc_palette
 
 INPUT_NAME = 'ImageTensor'
@@ -21,11 +23,20 @@ QUANTIZATIONS = ('none', 'float16', 'dynamic')  # tflite weights: float32, float
 
 def write_atomic(path, data):
     """Writes bytes or text to path + '.tmp' and renames it over `path` (creating its folder):
-    readers never see half a file."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path + '.tmp', 'wb' if isinstance(data, bytes) else 'w') as f:
-        f.write(data)
-    os.replace(path + '.tmp', path)
+    readers never see half a file. A full disk or a read-only folder raises
+    fcn.storage.StorageError naming `path`; the file there before is left as it was."""
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        with open(path + '.tmp', 'wb' if isinstance(data, bytes) else 'w') as f:
+            f.write(data)
+        os.replace(path + '.tmp', path)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            os.remove(path + '.tmp')
+        error = storage.error_for(e, path, 'the export')
+        if error is None:
+            raise
+        raise error from None
 
 
 def export_info(source):
