@@ -477,6 +477,7 @@ CHECKS = {
     'eval.interval_secs': non_negative(),
     'eval.timeout_secs': nullable(non_negative()),
     'eval.max_evals': nullable(positive_int()),
+    'eval.fscore_beta': positive(),
     'eval.scales': Check('a non-empty list of positive numbers, e.g. [0.75, 1.0, 1.25]', _is_scale_list),
     'deploy.num_clones': positive_int(),
     'deploy.replicas_to_aggregate': nullable(positive_int()),

@@ -1,30 +1,65 @@
 """Evaluation: confusion matrix over a split -> mIoU & co., once or following a training run.
 
+The config is read here only, by `options`; the graph and the writers below take its values.
 The predictions and the restorer come from fcn/inference.py, as export's do, so an exported
-model predicts what eval measured.
+model predicts what eval measured. Checkpoints (which one, waiting for new ones, the best)
+are fcn/checkpoints.py's, the drawings fcn/visualize.py's.
 """
-import json
+import csv
+import dataclasses
 import os
-import shutil
 import time
+from typing import Optional
 
 import cv2
 import numpy as np
 from tqdm import tqdm
 
-from fcn import deploy, failures, inference, metrics, rundir, runlock, visualize
-from fcn.compat import latest_checkpoint, tf, tf1, visible_gpus
+from fcn import checkpoints, deploy, failures, inference, metrics, rundir, visualize
+from fcn.compat import tf, tf1, visible_gpus
 from fcn.data import info as dataset_info
 from fcn.data import records
-from fcn.input import provider
 from fcn.data.palette import write_palette_png
+from fcn.input import provider
 
 EVAL_SUBDIR = 'eval'
-BEST_SUBDIR = 'best'
-BEST_FILE = 'best.json'
-BEST_LOCK = 'best.lock'  # in the run dir: held while best/ is updated
 CONFUSION_TAG = 'eval/confusion_matrix'
-CONFUSION_PIXELS = 640  # the heatmap's side, about: cells of 640 / num_classes pixels (2 to 32)
+SUMMARY_METRICS = ('miou', 'fwiou', 'pixel_accuracy', 'mean_class_accuracy',
+                   'mdice', 'mprecision', 'mrecall', 'mfscore')  # eval/<key> scalars
+PER_CLASS_TAGS = (('per_class_iou', 'eval_class_iou'), ('per_class_dice', 'eval_class_dice'),
+                  ('per_class_precision', 'eval_class_precision'), ('per_class_recall', 'eval_class_recall'),
+                  ('per_class_fscore', 'eval_class_fscore'))  # results key -> TensorBoard tag prefix
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalOptions:
+    """What evaluation needs of a config (`options` builds it once)."""
+    data_dir: str
+    split: str
+    run_dir: str
+    info: dataset_info.DatasetInfo
+    inference: dict               # keyword arguments of inference.predict_classes
+    ema_decay: float = 0.0
+    max_images: Optional[int] = None
+    fscore_beta: float = 1.0
+    save_predictions: bool = False
+    per_image: bool = False
+    checkpoint: Optional[str] = None  # eval.checkpoint: evaluate_once's default
+    interval_secs: float = 30.0
+    timeout_secs: Optional[float] = None
+    max_evals: Optional[int] = None
+    final_step: Optional[int] = None  # train.steps: the loop ends after evaluating it
+
+
+def options(cfg, split=None):
+    """EvalOptions of a config (the eval section, the records, the model, train.run_dir)."""
+    e = cfg.eval
+    return EvalOptions(
+        data_dir=cfg.data.dir, split=split or cfg.data.eval_split, run_dir=cfg.train.run_dir,
+        info=dataset_info.for_config(cfg), inference=inference.options(cfg), ema_decay=float(cfg.train.ema_decay),
+        max_images=e.max_images, fscore_beta=float(e.fscore_beta), save_predictions=bool(e.save_predictions),
+        per_image=bool(e.per_image), checkpoint=e.checkpoint, interval_secs=float(e.interval_secs),
+        timeout_secs=e.timeout_secs, max_evals=e.max_evals, final_step=int(cfg.train.steps))
 
 
 # --- the eval graph -------------------------------------------------------------------------
@@ -32,58 +67,70 @@ CONFUSION_PIXELS = 640  # the heatmap's side, about: cells of 640 / num_classes 
 class EvalGraph:
     """The eval graph, built once and restored from each checkpoint in turn."""
 
-    def __init__(self, cfg, split=None):
-        self.cfg = cfg
+    def __init__(self, opts):
+        self.options = opts
         self.graph = tf.Graph()
         with self.graph.as_default():
-            self.dataset = provider.get_dataset(cfg.data.dir, split or cfg.data.eval_split, dataset_info.for_config(cfg))
+            self.dataset = provider.get_dataset(opts.data_dir, opts.split, opts.info)
             self.num_records = sum(records.count_records(path) for path in self.dataset.data_sources)
             example = provider.eval_example(self.dataset)
             self.predictions = inference.predict_classes(example['images'], self.dataset.num_classes,
-                                                         **inference.options(cfg))
+                                                         **opts.inference)
             self.labels = example['labels']
             self.filename = example['filename']
             self.confusion = _streaming_confusion(self.labels, self.predictions,
                                                   self.dataset.num_classes, self.dataset.ignore_label)
-            self.restorer = inference.ModelRestorer(cfg.train.ema_decay)
+            self.restorer = inference.ModelRestorer(opts.ema_decay)
 
     def num_images(self):
         """The images of the split, counted in its shards (not taken from summary.json), up to eval.max_images."""
-        limit = self.cfg.eval.max_images
+        limit = self.options.max_images
         return self.num_records if limit is None else min(limit, self.num_records)
 
     def run(self, checkpoint, progress=True):
-        """Evaluates one checkpoint over the split; returns (results dict, global step)."""
-        with failures.named_failures(self.cfg.data.dir, self.dataset.split, what='evaluation'), \
+        """Evaluates one checkpoint over the split; returns (results dict, per-image list): the
+        list holds (filename, confusion matrix) of each image with options.per_image, else None."""
+        opts = self.options
+        with failures.named_failures(opts.data_dir, self.dataset.split, what='evaluation'), \
                 tf1.Session(graph=self.graph, config=deploy.shared_gpu_config()) as sess:
             sess.run(tf1.local_variables_initializer())
             self.restorer.restore(sess, checkpoint)
-            step = int(tf.train.load_checkpoint(checkpoint).get_tensor('global_step'))
-            coord = tf1.train.Coordinator()
-            threads = tf1.train.start_queue_runners(sess, coord=coord)
-            writer = PredictionWriter(self.cfg.train.run_dir, step, self.dataset) if self.cfg.eval.save_predictions else None
-            fetches = [self.confusion.update] + ([self.filename, self.predictions] if writer else [])
-            try:
-                with tqdm(total=self.num_images(), desc='eval step %d' % step, unit='img',
-                          disable=not progress, dynamic_ncols=True) as bar:  # closed (own line) on errors too
-                    for _ in range(self.num_images()):
-                        out = sess.run(fetches)
-                        if writer:
-                            writer.write(out[1], out[2][0])
-                        bar.update(1)
+            step = checkpoints.global_step(checkpoint)
+            writer = None
+            if opts.save_predictions:
+                writer = PredictionWriter(predictions_dir(opts.run_dir, step), self.dataset)
+            per_image = [] if opts.per_image else None
+            with provider.running_queues(sess):
+                self._pass(sess, step, writer, per_image, progress)
                 confusion = sess.run(self.confusion.value)
-            except tf.errors.InvalidArgumentError as e:
-                error = provider.label_error(e)  # a label outside the classes: a user error
-                if error is None:
-                    raise
-                raise error from None
-            finally:
-                coord.request_stop()
-                coord.join(threads, stop_grace_period_secs=5)
-        results = metrics.scores(confusion, self.dataset.class_names)
+        results = metrics.scores(confusion, self.dataset.class_names, fscore_beta=opts.fscore_beta)
         results.update({'checkpoint': checkpoint, 'global_step': step, 'split': self.dataset.split,
                         'num_images': self.num_images(), 'confusion_matrix': confusion.tolist()})
-        return results, step
+        return results, per_image
+
+    def _pass(self, sess, step, writer, per_image, progress):
+        """One pass over the images: accumulates the confusion matrix, writes the prediction PNGs
+        (`writer`), appends (filename, confusion) of each image to `per_image` (a list)."""
+        fetches = {'update': self.confusion.update}
+        if writer or per_image is not None:
+            fetches['filename'] = self.filename
+        if writer:
+            fetches['prediction'] = self.predictions
+        if per_image is not None:
+            fetches['confusion'] = self.confusion.batch
+        with tqdm(total=self.num_images(), desc='eval step %d' % step, unit='img',
+                  disable=not progress, dynamic_ncols=True) as bar:  # closed (own line) on errors too
+            for _ in range(self.num_images()):
+                out = sess.run(fetches)
+                if writer:
+                    writer.write(out['filename'], out['prediction'][0])
+                if per_image is not None:
+                    per_image.append((_text(out['filename']), out['confusion']))
+                bar.update(1)
+
+
+def _text(filename):
+    return filename.decode('utf-8', 'replace') if isinstance(filename, bytes) else str(filename)
 
 
 class PredictionWriter:
@@ -92,14 +139,14 @@ class PredictionWriter:
     record's image/filename (folders -> '_', an image extension dropped; a repeated name gets
     _2, _3...). Each file is written under a temporary name and renamed."""
 
-    def __init__(self, run_dir, step, dataset):
-        self.dir = predictions_dir(run_dir, step)
+    def __init__(self, out_dir, dataset):
+        self.dir = out_dir
         os.makedirs(self.dir, exist_ok=True)
         self.palette = visualize.full_palette(dataset.palette, dataset.ignore_label)
         self.names = set()
 
     def write(self, filename, prediction):
-        name = filename.decode('utf-8', 'replace') if isinstance(filename, bytes) else str(filename)
+        name = _text(filename)
         stem, ext = os.path.splitext(name)
         base = (stem if ext.lower() in ('.jpg', '.jpeg', '.png', '.bmp', '.gif') else name)
         base = base.replace('/', '_').replace('\\', '_') or 'image'
@@ -118,10 +165,11 @@ def predictions_dir(run_dir, step):
     return os.path.join(run_dir, EVAL_SUBDIR, 'predictions-%08d' % step)
 
 
+@dataclasses.dataclass
 class _Confusion:
-    def __init__(self, value, update):
-        self.value = value
-        self.update = update
+    value: tf.Tensor   # the accumulated [C, C] matrix
+    update: tf.Tensor  # adds this batch's to it
+    batch: tf.Tensor   # this batch's (one image in eval)
 
 
 def _streaming_confusion(labels, predictions, num_classes, ignore_label):
@@ -133,10 +181,10 @@ def _streaming_confusion(labels, predictions, num_classes, ignore_label):
     valid = tf.not_equal(labels, ignore_label)
     batch = tf.math.confusion_matrix(tf.boolean_mask(labels, valid), tf.boolean_mask(predictions, valid),
                                      num_classes=num_classes, dtype=tf.int64)
-    return _Confusion(total, tf1.assign_add(total, batch))
+    return _Confusion(total, tf1.assign_add(total, batch), batch)
 
 
-# --- results: JSON, TensorBoard -------------------------------------------------------------
+# --- results: JSON, TensorBoard, per-image CSV ----------------------------------------------
 
 def write_results(run_dir, results, class_names):
     """JSON (per step + latest) and TensorBoard scalars + confusion heatmap under run_dir/eval."""
@@ -144,24 +192,18 @@ def write_results(run_dir, results, class_names):
     os.makedirs(out_dir, exist_ok=True)
     step = results['global_step']
     for name in ('metrics-%08d.json' % step, 'latest.json'):
-        _write_json(os.path.join(out_dir, name), results)
+        checkpoints.write_json(os.path.join(out_dir, name), results)
     _write_summaries(out_dir, results, class_names, step)
     return os.path.join(out_dir, 'metrics-%08d.json' % step)
 
 
-def _write_json(path, data):
-    with open(path + '.tmp', 'w') as f:
-        json.dump(data, f, indent=2)
-    os.replace(path + '.tmp', path)
-
-
 def _write_summaries(out_dir, results, class_names, step):
-    values = [tf1.Summary.Value(tag='eval/%s' % key, simple_value=results[key])
-              for key in ('miou', 'fwiou', 'pixel_accuracy', 'mean_class_accuracy')]
-    for name, iou in results['per_class_iou'].items():
-        if iou is not None:
-            values.append(tf1.Summary.Value(tag='eval_class_iou/%s' % name, simple_value=iou))
-    values.append(_image_value(CONFUSION_TAG, confusion_image(results['confusion_matrix'], class_names)))
+    values = [tf1.Summary.Value(tag='eval/%s' % key, simple_value=results[key]) for key in SUMMARY_METRICS]
+    for key, prefix in PER_CLASS_TAGS:
+        for name, value in results[key].items():
+            if value is not None:
+                values.append(tf1.Summary.Value(tag='%s/%s' % (prefix, name), simple_value=value))
+    values.append(_image_value(CONFUSION_TAG, visualize.confusion_image(results['confusion_matrix'], class_names)))
     writer = tf1.summary.FileWriterCache.get(out_dir)
     writer.add_summary(tf1.Summary(value=values), step)
     writer.flush()
@@ -175,105 +217,47 @@ def _image_value(tag, rgb):
     return tf1.Summary.Value(tag=tag, image=image)
 
 
-def confusion_image(confusion, class_names=None):
-    """The row-normalised confusion matrix as an RGB viridis heatmap (rows: ground truth,
-    columns: prediction) with the class names on both axes (rows on the left; columns above,
-    reading upwards) and percentages in the cells when they are large enough (up to about
-    20 classes). Cells are 12 to 32 pixels, so the names stay legible for any class count."""
-    normalized = metrics.normalized_confusion(confusion)
-    size = len(normalized)
-    names = list(class_names or [])[:size]
-    names += ['class_%d' % i for i in range(len(names), size)]
-    cell = int(np.clip(CONFUSION_PIXELS // size, 12, 32))
-    heat = cv2.applyColorMap(np.round(normalized * 255).astype(np.uint8), cv2.COLORMAP_VIRIDIS)[:, :, ::-1]
-    cells = np.ascontiguousarray(np.repeat(np.repeat(heat, cell, axis=0), cell, axis=1))
-    if cell >= 28:
-        for (i, j), value in np.ndenumerate(normalized):
-            colour = (0, 0, 0) if value > 0.5 else (255, 255, 255)
-            cv2.putText(cells, '%d' % round(100 * value), (j * cell + 3, i * cell + cell // 2 + 4),
-                        cv2.FONT_HERSHEY_SIMPLEX, 0.35, colour, 1, cv2.LINE_AA)
-    rows = _name_band(names, cell)
-    columns = np.ascontiguousarray(np.rot90(rows))  # row band i -> column band i, text reading upwards
-    corner = np.full((columns.shape[0], rows.shape[1], 3), 255, np.uint8)
-    for k, text in enumerate(('rows: truth', 'columns: prediction')):
-        cv2.putText(corner, text, (3, 12 + 14 * k), cv2.FONT_HERSHEY_SIMPLEX, 0.33, (0, 0, 0), 1, cv2.LINE_AA)
-    return np.concatenate([np.concatenate([corner, columns], axis=1), np.concatenate([rows, cells], axis=1)])
+def per_image_path(run_dir, step):
+    return os.path.join(run_dir, EVAL_SUBDIR, 'per_image-%08d.csv' % step)
 
 
-def _name_band(names, cell):
-    """A white band of len(names) rows of `cell` pixels, each holding its name."""
-    scale = min(0.4, cell / 32.0)
-    width = max([cv2.getTextSize(name[:24], cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0][0] for name in names] + [104])
-    band = np.full((len(names) * cell, width + 8, 3), 255, np.uint8)
-    for i, name in enumerate(names):
-        cv2.putText(band, name[:24], (4, i * cell + (cell + int(22 * scale)) // 2), cv2.FONT_HERSHEY_SIMPLEX,
-                    scale, (0, 0, 0), 1, cv2.LINE_AA)
-    return band
-
-
-# --- the best checkpoint --------------------------------------------------------------------
-
-def read_best(run_dir):
-    """The record of run_dir/best (global_step, miou, checkpoint, source), or None."""
-    path = os.path.join(run_dir, BEST_SUBDIR, BEST_FILE)
-    if not os.path.isfile(path):
-        return None
-    with open(path) as f:
-        return json.load(f)
-
-
-def keep_best(run_dir, checkpoint, results):
-    """Copies `checkpoint` to run_dir/best when its mIoU beats the recorded best; True if so.
-
-    Each file is copied under a temporary name and renamed; the checkpoint state file and
-    best.json are rewritten after the copy, and the previous best's files removed last, so
-    run_dir/best always names a complete checkpoint (eval/export --checkpoint run_dir/best).
-    Evaluators hold RUN_DIR/best.lock meanwhile, so two of them never mix their files.
-    """
-    with runlock.exclusive(os.path.join(run_dir, BEST_LOCK)):  # two evaluators take turns
-        return _keep_best(run_dir, checkpoint, results)
-
-
-def _keep_best(run_dir, checkpoint, results):
-    best = read_best(run_dir)
-    if best is not None and results['miou'] <= best['miou']:
-        return False
-    best_dir = os.path.join(run_dir, BEST_SUBDIR)
-    os.makedirs(best_dir, exist_ok=True)
-    name = os.path.basename(checkpoint)
-    for path in tf.io.gfile.glob(checkpoint + '.*'):
-        target = os.path.join(best_dir, os.path.basename(path))
-        shutil.copyfile(path, target + '.tmp')
-        os.replace(target + '.tmp', target)
-    tf1.train.update_checkpoint_state(best_dir, name, all_model_checkpoint_paths=[name])
-    _write_json(os.path.join(best_dir, BEST_FILE),
-                {'global_step': results['global_step'], 'miou': results['miou'],
-                 'checkpoint': os.path.join(best_dir, name), 'source': checkpoint})
-    for entry in os.listdir(best_dir):
-        if entry not in (BEST_FILE, 'checkpoint') and not entry.startswith(name + '.'):
-            os.remove(os.path.join(best_dir, entry))
-    return True
+def write_per_image(path, per_image, class_names):
+    """eval --per_image: one CSV row per image (filename, pixel_accuracy, miou, iou_<class>...),
+    worst mIoU first; an image without a labelled pixel has empty scores and comes last."""
+    rows = [metrics.image_scores(confusion, class_names) for _, confusion in per_image]
+    order = sorted(range(len(rows)), key=lambda i: (rows[i]['miou'] is None, rows[i]['miou'] or 0.0))
+    columns = ['filename', 'pixel_accuracy', 'miou'] + ['iou_%s' % name for name in class_names]
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path + '.tmp', 'w', newline='') as f:
+        out = csv.writer(f)
+        out.writerow(columns)
+        for i in order:
+            row = rows[i]
+            values = [row['pixel_accuracy'], row['miou']] + [row['per_class_iou'][name] for name in class_names]
+            out.writerow([per_image[i][0]] + ['' if v is None else '%.6f' % v for v in values])
+    os.replace(path + '.tmp', path)
+    return path
 
 
 # --- entry points ---------------------------------------------------------------------------
 
 def resolve_checkpoint(cfg, override=None):
     """The checkpoint to evaluate: --checkpoint, eval.checkpoint, else the run dir's latest."""
-    source = override or cfg.eval.checkpoint or cfg.train.run_dir
-    path = latest_checkpoint(source)
-    if path is None:
-        raise FileNotFoundError('no checkpoint found at %r (expected a checkpoint prefix or a run dir '
-                                'holding one; train first or pass --checkpoint)' % source)
-    return path
+    return checkpoints.find(override, cfg.eval.checkpoint, cfg.train.run_dir)
 
 
 def _evaluate(graph, checkpoint, progress):
-    """Evaluates, writes the results and keeps the checkpoint if it is the best so far."""
-    results, _ = graph.run(checkpoint, progress)
-    run_dir = graph.cfg.train.run_dir
+    """Evaluates, writes the results (and the per-image CSV) and keeps the checkpoint if it is
+    the best so far; returns (results, path of the metrics JSON)."""
+    results, per_image = graph.run(checkpoint, progress)
+    run_dir = graph.options.run_dir
     path = write_results(run_dir, results, graph.dataset.class_names)
-    if keep_best(run_dir, checkpoint, results):
-        print('new best mIoU %.2f%%: %s' % (100 * results['miou'], os.path.join(run_dir, BEST_SUBDIR)))
+    if per_image is not None:
+        csv_path = write_per_image(per_image_path(run_dir, results['global_step']), per_image,
+                                   graph.dataset.class_names)
+        print('per-image scores written to %s' % csv_path)
+    if checkpoints.keep_best(run_dir, checkpoint, results):
+        print('new best mIoU %.2f%%: %s' % (100 * results['miou'], checkpoints.best_dir(run_dir)))
     return results, path
 
 
@@ -282,11 +266,12 @@ def evaluate_once(cfg, checkpoint=None, progress=True):
     print(deploy.single_device_report(visible_gpus(), 'evaluating'))
     checkpoint = resolve_checkpoint(cfg, checkpoint)
     rundir.check_model_keys(cfg)
-    results, path = _evaluate(EvalGraph(cfg), checkpoint, progress)
+    opts = options(cfg)
+    results, path = _evaluate(EvalGraph(opts), checkpoint, progress)
     print(metrics.format_table(results))
     print('results written to %s' % path)
-    if cfg.eval.save_predictions:
-        print('predictions written to %s' % predictions_dir(cfg.train.run_dir, results['global_step']))
+    if opts.save_predictions:
+        print('predictions written to %s' % predictions_dir(opts.run_dir, results['global_step']))
     return results
 
 
@@ -294,48 +279,24 @@ def _say(message):
     print(message, flush=True)  # at once, also into a log file
 
 
-def new_checkpoints(run_dir, interval_secs, timeout_secs=None, log=_say):
-    """Yields the run dir's latest checkpoint each time it changes, checking every
-    `interval_secs`; says what it waits for whenever it starts waiting; ends after
-    `timeout_secs` without a new checkpoint (None: waits forever)."""
-    last, announced = None, False
-    waiting_since = time.time()
-    while True:
-        checkpoint = latest_checkpoint(run_dir)
-        if checkpoint is not None and checkpoint != last:
-            last, announced = checkpoint, False
-            yield checkpoint
-            waiting_since = time.time()
-            continue
-        waited = time.time() - waiting_since
-        if timeout_secs is not None and waited >= timeout_secs:
-            log('no new checkpoint in %s for %g s (eval.timeout_secs): stopping' % (run_dir, timeout_secs))
-            return
-        if not announced:
-            log('waiting for a new checkpoint in %s, checking every %g s%s' % (
-                run_dir, interval_secs, '' if checkpoint else ' (none there yet)'))
-            announced = True
-        pause = interval_secs if timeout_secs is None else min(interval_secs, timeout_secs - waited)
-        time.sleep(max(pause, 0.0))
-
-
 def evaluate_loop(cfg, progress=True, max_evals=None, timeout_secs=None, log=_say):
     """Evaluates each new checkpoint of train.run_dir until the final step, `max_evals`
     evaluations or `timeout_secs` without a new checkpoint (defaults: eval.max_evals,
     eval.timeout_secs; null = no limit). Returns the number of evaluations."""
     log(deploy.single_device_report(visible_gpus(), 'evaluating'))
-    max_evals = cfg.eval.max_evals if max_evals is None else max_evals
-    timeout_secs = cfg.eval.timeout_secs if timeout_secs is None else timeout_secs
     rundir.check_model_keys(cfg)
-    graph = EvalGraph(cfg)
+    opts = options(cfg)
+    max_evals = opts.max_evals if max_evals is None else max_evals
+    timeout_secs = opts.timeout_secs if timeout_secs is None else timeout_secs
+    graph = EvalGraph(opts)
     evaluated = 0
-    for checkpoint in new_checkpoints(cfg.train.run_dir, cfg.eval.interval_secs, timeout_secs, log):
+    for checkpoint in checkpoints.new_checkpoints(opts.run_dir, opts.interval_secs, timeout_secs, log):
         results, _ = _evaluate(graph, checkpoint, progress)
         step = results['global_step']
         log('%s step %d: mIoU %.2f%%' % (time.strftime('%H:%M:%S'), step, 100 * results['miou']))
         evaluated += 1
-        if step >= cfg.train.steps:
-            log('step %d is the final step (train.steps %d): done' % (step, cfg.train.steps))
+        if step >= opts.final_step:
+            log('step %d is the final step (train.steps %d): done' % (step, opts.final_step))
             break
         if max_evals and evaluated >= max_evals:
             log('%d evaluations (eval.max_evals): done' % evaluated)
@@ -345,15 +306,12 @@ def evaluate_loop(cfg, progress=True, max_evals=None, timeout_secs=None, log=_sa
 
 def predictions_for_split(cfg, checkpoint, split=None):
     """(filename, label, prediction) numpy triples for a split: the raw material of the metrics."""
-    graph = EvalGraph(cfg, split)
+    graph = EvalGraph(options(cfg, split))
     out = []
     with tf1.Session(graph=graph.graph, config=deploy.shared_gpu_config()) as sess:
         graph.restorer.restore(sess, checkpoint)
-        coord = tf1.train.Coordinator()
-        threads = tf1.train.start_queue_runners(sess, coord=coord)
-        for _ in range(graph.num_images()):
-            name, label, pred = sess.run([graph.filename, graph.labels, graph.predictions])
-            out.append((name.decode(), np.asarray(label[0]), np.asarray(pred[0])))
-        coord.request_stop()
-        coord.join(threads, stop_grace_period_secs=5)
+        with provider.running_queues(sess):
+            for _ in range(graph.num_images()):
+                name, label, pred = sess.run([graph.filename, graph.labels, graph.predictions])
+                out.append((name.decode(), np.asarray(label[0]), np.asarray(pred[0])))
     return out

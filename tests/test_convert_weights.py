@@ -76,7 +76,9 @@ def slim_logits(checkpoint, crop):
         inputs = tf1.placeholder(tf.float32, [1, CROP, CROP, 3])
         logits, _ = slim_vgg.vgg_16(inputs - tf.constant(MEAN_RGB), num_classes=1000, is_training=False)
         with tf1.Session() as session:
-            checkpoints.restore(session, {v.op.name: v for v in tf1.global_variables()}, checkpoint)
+            variables = {v.op.name: v for v in tf1.global_variables()}
+            checkpoints.check_shapes(checkpoint, variables)  # Saver.restore does not (TF 2.21)
+            tf1.train.Saver(variables).restore(session, checkpoint)
             return session.run(logits, {inputs: crop[None].astype(np.float32)})[0]
 
 

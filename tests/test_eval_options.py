@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from datasets_fixtures import read_examples
-from fcn import eval_lib, metrics, train_lib
+from fcn import checkpoints, eval_lib, metrics, train_lib, visualize
 from fcn.compat import tf, tf1
 from fcn.export import export_source
 from fcn.export import frozen
@@ -78,7 +78,7 @@ def test_normalized_confusion_rows_sum_to_one():
 
 
 def test_confusion_heatmap_colours_and_layout():
-    image = eval_lib.confusion_image(np.diag([5, 7, 9]), ['a', 'b', 'c'])
+    image = visualize.confusion_image(np.diag([5, 7, 9]), ['a', 'b', 'c'])
     cell = 32
     top, left = image.shape[0] - 3 * cell, image.shape[1] - 3 * cell
     assert top > 0 and left > 0  # column names above, row names on the left
@@ -93,8 +93,8 @@ def test_confusion_heatmap_names_every_row_and_column(num_classes):
     """Each class's band of the left margin and of the top margin holds text (dark pixels),
     the class count of COCO included."""
     names = ['class%d' % i for i in range(num_classes)]
-    image = eval_lib.confusion_image(np.eye(num_classes, dtype=np.int64), names)
-    cell = int(np.clip(eval_lib.CONFUSION_PIXELS // num_classes, 12, 32))
+    image = visualize.confusion_image(np.eye(num_classes, dtype=np.int64), names)
+    cell = int(np.clip(visualize.CONFUSION_PIXELS // num_classes, 12, 32))
     top, left = image.shape[0] - num_classes * cell, image.shape[1] - num_classes * cell
     dark = image.min(axis=2) < 128
     for i in range(num_classes):
@@ -120,7 +120,7 @@ def test_eval_restores_the_ema_shadows(ema_run):
     cfg, checkpoint = ema_run
     reader = tf.train.load_checkpoint(checkpoint)
     assert _shadows_differ(reader, 'vgg_16/fc8/weights')  # else the test could not tell them apart
-    graph = eval_lib.EvalGraph(cfg)
+    graph = eval_lib.EvalGraph(eval_lib.options(cfg))
     with graph.graph.as_default(), tf1.Session() as sess:
         graph.restorer.restore(sess, checkpoint)
         values = {v.op.name: sess.run(v) for v in tf1.trainable_variables()}
@@ -236,14 +236,14 @@ def test_keep_best_copies_only_improvements(tmp_path):
     for step in (1, 2, 3):
         _save_tiny(os.path.join(run_dir, 'model.ckpt-%d' % step), step)
     checkpoint = lambda step: os.path.join(run_dir, 'model.ckpt-%d' % step)  # noqa: E731
-    assert eval_lib.read_best(run_dir) is None
-    assert eval_lib.keep_best(run_dir, checkpoint(1), {'miou': 0.5, 'global_step': 1})
+    assert checkpoints.read_best(run_dir) is None
+    assert checkpoints.keep_best(run_dir, checkpoint(1), {'miou': 0.5, 'global_step': 1})
     assert _best_value(run_dir) == 1
-    assert not eval_lib.keep_best(run_dir, checkpoint(2), {'miou': 0.4, 'global_step': 2})
-    assert not eval_lib.keep_best(run_dir, checkpoint(2), {'miou': 0.5, 'global_step': 2})  # ties keep the first
-    assert eval_lib.read_best(run_dir)['global_step'] == 1 and _best_value(run_dir) == 1
-    assert eval_lib.keep_best(run_dir, checkpoint(3), {'miou': 0.6, 'global_step': 3})
-    best = eval_lib.read_best(run_dir)
+    assert not checkpoints.keep_best(run_dir, checkpoint(2), {'miou': 0.4, 'global_step': 2})
+    assert not checkpoints.keep_best(run_dir, checkpoint(2), {'miou': 0.5, 'global_step': 2})  # ties keep the first
+    assert checkpoints.read_best(run_dir)['global_step'] == 1 and _best_value(run_dir) == 1
+    assert checkpoints.keep_best(run_dir, checkpoint(3), {'miou': 0.6, 'global_step': 3})
+    best = checkpoints.read_best(run_dir)
     assert (best['global_step'], best['miou']) == (3, 0.6)
     assert best['checkpoint'] == os.path.join(run_dir, 'best', 'model.ckpt-3')
     assert _best_value(run_dir) == 3
@@ -266,11 +266,11 @@ def test_eval_once_keeps_the_best_checkpoint(evaluated):
     cfg, first, second = evaluated
     assert first['miou'] != second['miou']
     winner = max(first, second, key=lambda r: r['miou'])
-    best = eval_lib.read_best(cfg.train.run_dir)
+    best = checkpoints.read_best(cfg.train.run_dir)
     assert (best['global_step'], best['miou']) == (winner['global_step'], winner['miou'])
     best_checkpoint = tf1.train.latest_checkpoint(os.path.join(cfg.train.run_dir, 'best'))
     assert best_checkpoint.endswith('model.ckpt-%d' % winner['global_step'])
-    again, _ = eval_lib.EvalGraph(cfg).run(best_checkpoint, progress=False)
+    again, _ = eval_lib.EvalGraph(eval_lib.options(cfg)).run(best_checkpoint, progress=False)
     assert again['miou'] == winner['miou']  # a complete, restorable copy
 
 
@@ -285,7 +285,7 @@ def test_eval_writes_per_class_iou_and_confusion_heatmap_to_tensorboard(evaluate
             assert written[step] == pytest.approx(results['per_class_iou'][name]), name
     images = _image_summaries(eval_dir, eval_lib.CONFUSION_TAG)
     assert sorted(images) == [1, 2]
-    expected = eval_lib.confusion_image(second['confusion_matrix'], CLASS_NAMES)
+    expected = visualize.confusion_image(second['confusion_matrix'], CLASS_NAMES)
     np.testing.assert_array_equal(images[2], expected)
 
 
@@ -305,7 +305,7 @@ def _image_summaries(log_dir, tag):
 def test_loop_stops_at_max_evals_and_keeps_the_best(random_run, tmp_path):
     cfg = _fresh_run(random_run, tmp_path)  # train.steps 1000: without max_evals it would wait forever
     assert eval_lib.evaluate_loop(cfg, progress=False, max_evals=1) == 1
-    best = eval_lib.read_best(cfg.train.run_dir)
+    best = checkpoints.read_best(cfg.train.run_dir)
     with open(os.path.join(cfg.train.run_dir, 'eval', 'latest.json')) as f:
         assert (best['global_step'], best['miou']) == (1, json.load(f)['miou'])
 

@@ -75,8 +75,12 @@ def test_training_lowers_the_loss_and_writes_run_dir(trained):
 # The tags of README's TensorBoard section, exactly (the input queues' fill levels aside).
 TRAIN_TAGS = {'loss/total', 'loss/segmentation', 'loss/cross_entropy', 'learning_rate', 'image', 'ground_truth', 'prediction'}
 QUEUE_TAG = re.compile(r'^(parallel_read(/filenames)?|batch|prefetch_queue)/fraction_of_\d+_full$')
-EVAL_SCALARS = {'eval/miou', 'eval/fwiou', 'eval/pixel_accuracy', 'eval/mean_class_accuracy', 'eval/confusion_matrix'}
-EVAL_TAGS = EVAL_SCALARS | {'eval_class_iou/' + name for name in ('background', 'disc', 'square', 'triangle', 'cross')}
+EVAL_SCALARS = {'eval/miou', 'eval/fwiou', 'eval/pixel_accuracy', 'eval/mean_class_accuracy', 'eval/confusion_matrix',
+                'eval/mdice', 'eval/mprecision', 'eval/mrecall', 'eval/mfscore'}
+EVAL_CLASS_PREFIXES = ('eval_class_iou', 'eval_class_dice', 'eval_class_precision', 'eval_class_recall',
+                       'eval_class_fscore')
+EVAL_TAGS = EVAL_SCALARS | {prefix + '/' + name for prefix in EVAL_CLASS_PREFIXES
+                            for name in ('background', 'disc', 'square', 'triangle', 'cross')}
 
 
 def test_tensorboard_tags_are_the_documented_ones(trained):
@@ -85,7 +89,7 @@ def test_tensorboard_tags_are_the_documented_ones(trained):
     assert {t for t in tags if not QUEUE_TAG.match(t)} == TRAIN_TAGS, sorted(tags)
     with open(os.path.join(REPO_ROOT, 'README.md')) as f:
         readme = f.read()
-    for tag in TRAIN_TAGS | EVAL_SCALARS | {'eval_class_iou/NAME'}:
+    for tag in TRAIN_TAGS | EVAL_SCALARS | {prefix + '/NAME' for prefix in EVAL_CLASS_PREFIXES}:
         assert '`%s`' % tag in readme, tag
     for tag in ('image', 'ground_truth', 'prediction'):  # one tag holding 3 PNGs of the batch of 4
         value = values[tag]

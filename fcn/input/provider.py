@@ -4,6 +4,7 @@ Every label read for training or eval is checked in the graph: a value that is n
 id nor the ignore label stops the run with a DatasetError naming the value, the split and the
 record (`checked_label`, `label_error`), not a raw InvalidArgumentError deep in the loss.
 """
+import contextlib
 import dataclasses
 
 from tf_slim.data import dataset as slim_dataset
@@ -133,3 +134,21 @@ def label_error(error):
     if start < 0 or end < 0:
         return None
     return DatasetError(text[start + len(_CHECK_START):end].replace("\\'", "'"))  # the assert escapes quotes
+
+
+@contextlib.contextmanager
+def running_queues(sess):
+    """Runs the block with the graph's queue runners started in `sess` (stopped and joined
+    after); a failed label check in it becomes its DatasetError (`label_error`)."""
+    coord = tf1.train.Coordinator()
+    threads = tf1.train.start_queue_runners(sess, coord=coord)
+    try:
+        yield
+    except tf.errors.InvalidArgumentError as e:
+        error = label_error(e)  # a label outside the classes: a user error
+        if error is None:
+            raise
+        raise error from None
+    finally:
+        coord.request_stop()
+        coord.join(threads, stop_grace_period_secs=5)

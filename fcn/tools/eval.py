@@ -4,7 +4,9 @@ Without --once, waits for each new checkpoint in train.run_dir and evaluates it,
 the final training step (or --max_evals / --timeout_secs, default eval.max_evals /
 eval.timeout_secs). Each new best mIoU is copied to RUN_DIR/best (best.json names it).
 --save_predictions (or eval.save_predictions: true) also writes a palette PNG of class ids per
-image, named after the record's filename, to RUN_DIR/eval/predictions-STEP/."""
+image, named after the record's filename, to RUN_DIR/eval/predictions-STEP/.
+--per_image (or eval.per_image: true) also writes each image's pixel accuracy, mIoU and per-class
+IoU to RUN_DIR/eval/per_image-STEP.csv, worst mIoU first."""
 from fcn import cli
 
 
@@ -17,10 +19,14 @@ def main():
                         help='loop: stop after S seconds without a new checkpoint (overrides eval.timeout_secs)')
     parser.add_argument('--save_predictions', action='store_true',
                         help='write a palette PNG of class ids per image to RUN_DIR/eval/predictions-STEP/')
+    parser.add_argument('--per_image', action='store_true',
+                        help='write each image\'s scores to RUN_DIR/eval/per_image-STEP.csv, worst mIoU first')
     args = parser.parse_args()
     cfg = cli.load(args)
     if args.save_predictions:
         cfg.eval.save_predictions = True
+    if args.per_image:
+        cfg.eval.per_image = True
     from fcn import eval_lib
     if args.once or args.checkpoint:
         eval_lib.evaluate_once(cfg, args.checkpoint)

@@ -32,8 +32,8 @@ def main():
     except ValueError as e:
         parser.error(str(e))
     cfg = cli.load(args)
-    from fcn import eval_lib, export
-    checkpoint = eval_lib.resolve_checkpoint(cfg, args.checkpoint)
+    from fcn import checkpoints, export
+    checkpoint = checkpoints.find(args.checkpoint, cfg.eval.checkpoint, cfg.train.run_dir)
     size = export.export(args.format, cfg, checkpoint, args.out, **options)
     print('exported %s (%s, %.1f MB) from %s' % (args.out, args.format, size / 1e6, checkpoint))
 
