@@ -243,6 +243,22 @@ def load_config(path, overrides=(), schema_path=BASE_CONFIG):
     return config
 
 
+def sets_key(path, overrides, key):
+    """True when `key` is given by a --set override or by a config file of `path`'s chain other
+    than the shipped base.yaml (whose value is only the default)."""
+    if any(parse_override(text)[0] == key for text in overrides):
+        return True
+    path = os.path.abspath(find_config(path))
+    while True:
+        data = _read_yaml(path)
+        if os.path.realpath(path) != os.path.realpath(BASE_CONFIG) and key in _flatten(data):
+            return True
+        parent = data.get(INHERIT_KEY)
+        if parent is None:
+            return False
+        path = _parent_path(path, parent)
+
+
 def _validate_key(key, schema, source):
     flat_schema = _flatten(schema)
     if key not in flat_schema:

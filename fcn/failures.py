@@ -16,7 +16,8 @@ class Interrupted(KeyboardInterrupt):
     """Ctrl-C, with a message naming what is kept (printed by fcn.cli)."""
 
 
-def _kept(run_dir):
+def kept(run_dir):
+    """'; the last checkpoint, PATH, is kept' (or that none was written yet) for a message."""
     if run_dir is None:
         return ''
     checkpoint = latest_checkpoint(run_dir)
@@ -43,7 +44,7 @@ def named_failures(data_dir, split, run_dir=None, what='training'):
             raise
         raise verify.CorruptShardError(problem, 'bad TFRecord shard %s; %s stopped%s. Find every bad record '
                                        'with: build_tfrecords.py --verify %s; rebuild the records '
-                                       '(--overwrite) or remove the shard' % (problem, what, _kept(run_dir),
+                                       '(--overwrite) or remove the shard' % (problem, what, kept(run_dir),
                                                                              data_dir)) from None
     except KeyboardInterrupt:
         if run_dir is None:

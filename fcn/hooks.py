@@ -1,5 +1,7 @@
-"""Session hooks for training: a log line with speed and ETA, and a non-finite loss guard."""
+"""Session hooks for training: a log line with speed and ETA, a non-finite loss guard, summaries
+that include the final step, and the end of training on a stop signal (fcn.stopping)."""
 import math
+import threading
 import time
 
 from fcn.compat import tf1
@@ -60,3 +62,42 @@ def format_duration(seconds):
     hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)
     return '%d:%02d:%02d' % (hours, minutes, secs)
+
+
+class SummarySaverHook(tf1.train.SummarySaverHook):
+    """TensorFlow's summary hook (every `save_steps` steps, from the first) that also writes the
+    summaries of `last_step`: a 1000-step run at every 50 writes 1, 51, ..., 951 and 1000."""
+
+    def __init__(self, last_step, **kwargs):
+        super().__init__(**kwargs)
+        self._last_step = last_step
+
+    def before_run(self, run_context):
+        args = super().before_run(run_context)
+        if not self._request_summary and self._next_step is not None and self._next_step >= self._last_step:
+            self._request_summary = True
+            summary_op = self._get_summary_op()
+            if summary_op is not None:
+                args.fetches['summary'] = summary_op
+        return args
+
+
+class StopOnSignal(tf1.train.SessionRunHook):
+    """Ends training after the step in which a stop signal arrived (`signals`: an active
+    fcn.stopping.StopSignals): the session then closes, and the checkpoint hook's `end`
+    saves that step. `stopping` is set once it asked the session to stop; `step_started`
+    is the time the step in flight began (None between steps)."""
+
+    def __init__(self, signals):
+        self.signals = signals
+        self.stopping = threading.Event()
+        self.step_started = None
+
+    def before_run(self, run_context):
+        self.step_started = time.monotonic()
+
+    def after_run(self, run_context, run_values):
+        self.step_started = None
+        if self.signals.signum is not None:
+            self.stopping.set()
+            run_context.request_stop()

@@ -26,7 +26,8 @@ import time
 
 from fcn.cluster.done import done_file, written_since
 from fcn.cluster.roles import ClusterError, make_tf_config, validate_cluster_spec
-from fcn.config import ConfigError, add_config_args, load_config
+from fcn import cli
+from fcn.config import add_config_args, load_config
 
 HOST = '127.0.0.1'
 PR_SET_PDEATHSIG = 1
@@ -50,7 +51,7 @@ class Task:
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(prog='python -m fcn.launch',
                                      description='Run a ps/worker training job on this machine.')
-    add_config_args(parser)
+    cli.add_verbose_arg(add_config_args(parser))  # --verbose: every task shows TensorFlow's logs
     parser.add_argument('--ps', type=int, default=1, help='parameter-server tasks (default 1)')
     parser.add_argument('--workers', type=int, default=2, help='worker tasks; worker 0 is the chief (default 2)')
     parser.add_argument('--port_base', type=int, default=None,
@@ -224,22 +225,23 @@ def _interrupt_on_sigterm(signum, frame):
 
 
 def main(argv=None):
+    """The launcher -> its exit code (errors printed by fcn.cli, as the other tools do)."""
+    return cli.exit_code(_main, argv)
+
+
+def _main(argv):
     args = parse_args(argv)
-    try:
-        cfg = load_config(args.config, args.overrides)  # a typo fails here once, not in every task
-        count = args.ps + args.workers
-        ports = free_ports(count) if args.port_base is None else list(range(args.port_base, args.port_base + count))
-        spec = make_cluster_spec(args.ps, args.workers, ports)
-    except (ConfigError, ClusterError) as e:
-        print('fcn.launch: %s' % e, file=sys.stderr)
-        return 2
+    cli.apply_verbose(args)  # in os.environ, which every task inherits
+    cfg = load_config(args.config, args.overrides)  # a typo fails here once, not in every task
+    count = args.ps + args.workers
+    ports = free_ports(count) if args.port_base is None else list(range(args.port_base, args.port_base + count))
+    spec = make_cluster_spec(args.ps, args.workers, ports)
     signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
     try:
         return run_job(spec, task_argv(args.command, args.config, args.overrides), args.grace_secs,
                        done_path=done_file(cfg.train.run_dir))
     except OSError as e:
-        print('fcn.launch: cannot start %r: %s' % (args.command or 'train.py', e), file=sys.stderr)
-        return 2
+        raise ClusterError('cannot start %r: %s' % (args.command or 'train.py', e)) from None
 
 
 if __name__ == '__main__':

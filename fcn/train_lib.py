@@ -5,14 +5,16 @@ config. Restarting the same command resumes from the run dir's latest checkpoint
 `init.checkpoint` (vgg_16.ckpt) is only read when the run dir has none.
 """
 
-from fcn import accumulate, checkpoints, deploy, failures, losses, optim, options, rundir, runlock, summaries
+import time
+
+from fcn import accumulate, checkpoints, deploy, failures, losses, optim, options, rundir, runlock, stopping, summaries
 from fcn.cluster import done, roles, runtime
 from fcn.compat import loss_scale_optimizer, session_options, set_op_determinism, slim, tf, tf1, visible_gpus
 from fcn.config import ConfigError
 from fcn.data import info as dataset_info
 from fcn.input import provider
 from fcn.input.preprocess import train_preprocess_fn
-from fcn.hooks import TrainingMonitor
+from fcn.hooks import StopOnSignal, SummarySaverHook, TrainingMonitor
 from fcn.nets.fcn import build_model
 from fcn.summaries import colorize_tensor
 
@@ -174,10 +176,11 @@ def checkpoint_step(checkpoint):
     return int(tf.train.load_checkpoint(checkpoint).get_tensor('global_step'))
 
 
-def _hooks(cfg, graph, scaffold, is_chief, log):
+def _hooks(cfg, graph, scaffold, is_chief, log, stop_on_signal=None):
     """(hooks, chief_only_hooks). MonitoredTrainingSession runs chief-only hooks first, so on
     the chief the monitor goes there, ahead of the saver: a non-finite loss raises before
-    the diverged weights can be written."""
+    the diverged weights can be written. On the chief `stop_on_signal` (fcn.hooks.StopOnSignal)
+    ends training after the step in which a stop signal arrived; the saver hook then writes it."""
     train = cfg.train
     monitor = TrainingMonitor(graph.total_loss, graph.step_after_update, graph.learning_rate,
                               train.steps, train.batch_size * train.accumulate_steps, train.log_every_steps, log=log)
@@ -186,7 +189,9 @@ def _hooks(cfg, graph, scaffold, is_chief, log):
         return [monitor, stop], []
     saver_hook = tf1.train.CheckpointSaverHook(train.run_dir, save_steps=train.save_every_steps,
                                                scaffold=scaffold)
-    return [stop], [monitor, saver_hook]
+    summary_hook = SummarySaverHook(train.steps, save_steps=train.summary_every_steps, output_dir=train.run_dir,
+                                    scaffold=scaffold)
+    return [stop, stop_on_signal], [monitor, saver_hook, summary_hook]
 
 
 def _scaffold(cfg, graph):
@@ -204,22 +209,49 @@ def _scaffold(cfg, graph):
         return tf1.train.Scaffold(init_fn=init_fn, saver=saver), init_fn, latest is not None
 
 
-def train(cfg, cluster_info=None, log=print):
+def train(cfg, cluster_info=None, log=print, signals=None):
     """Trains to `train.steps`, resuming from the run dir; returns the final global step.
 
     `cluster_info` (fcn.cluster.roles.resolve()) makes this process a chief or worker task
     of a cluster job (fcn.task runs the other roles): workers train, the chief alone
-    initialises, writes checkpoints and summaries.
+    initialises, writes checkpoints and summaries. SIGTERM and SIGUSR1 stop training after
+    the step in flight, with a checkpoint of it (fcn.stopping): raises stopping.Stopped.
+    `signals`: an active stopping.StopSignals (train.py enters one first thing); None: one is
+    entered here.
     """
+    if signals is None:
+        with stopping.StopSignals() as signals:
+            return train(cfg, cluster_info, log, signals)
     # first line: the devices; clones without GPUs for them stop here, before anything is written
     log(deploy.device_report(deploy.from_config(cfg, cluster_info), visible_gpus()))
+    run_dir = cfg.train.run_dir
     if not roles.is_chief(cluster_info):
-        return _train(cfg, cluster_info, log)
-    with runlock.TrainerLock(cfg.train.run_dir, 'train.py', log):  # one trainer (chief) per run dir
-        return _train(cfg, cluster_info, log)
+        signals.on_stop(stopping.end_with_the_chief(done.done_file(run_dir), time.time(),
+                                                    'worker %d' % cluster_info.task_index))
+        return _train(cfg, cluster_info, log, signals)
+    with runlock.TrainerLock(run_dir, 'train.py', log) as lock:  # one trainer (chief) per run dir
+        step = _train(cfg, cluster_info, log, signals, lock)
+    if signals.signum is not None and (step is None or step < cfg.train.steps):
+        checkpoint = tf1.train.latest_checkpoint(run_dir)
+        raise stopping.Stopped('stopped by %s at step %d: checkpoint %s kept' % (
+            signals.name, checkpoint_step(checkpoint), checkpoint) if checkpoint else
+            'stopped by %s before the first step: nothing kept in %s' % (signals.name, run_dir), signals.signum)
+    return step
 
 
-def _train(cfg, cluster_info, log):
+def _abandon_step(cfg, cluster_info, lock):
+    """The chief's way out when the step in flight does not end after a stop signal."""
+    def abandon(signum):
+        lock.release()
+        if cluster_info is not None:
+            done.signal_done(done.done_file(cfg.train.run_dir))
+        stopping.exit_now('stopped by %s: the step in flight did not end within %d s (is a worker gone?)%s' % (
+            stopping.signal_name(signum), stopping.CHIEF_STEP_GRACE_SECS, failures.kept(cfg.train.run_dir)),
+            stopping.exit_status(signum))
+    return abandon
+
+
+def _train(cfg, cluster_info, log, signals, lock=None):
     deploy_config = deploy.from_config(cfg, cluster_info)
     if cfg.train.deterministic and cluster_info is not None:
         raise ConfigError('train.deterministic makes one process reproducible; in a cluster job the workers race '
@@ -246,13 +278,17 @@ def _train(cfg, cluster_info, log):
         log('initialising from %s' % init_fn.checkpoint)
     elif is_chief:
         log('training from scratch (init.checkpoint is null)')
-    hooks, chief_hooks = _hooks(cfg, graph, scaffold, is_chief, log)
+    stop_on_signal = StopOnSignal(signals) if is_chief else None
+    if is_chief:
+        signals.on_stop(stopping.abandon_if_step_hangs(signals, stop_on_signal, _abandon_step(cfg, cluster_info, lock)))
+    hooks, chief_hooks = _hooks(cfg, graph, scaffold, is_chief, log, stop_on_signal)
     with failures.named_failures(cfg.data.dir, cfg.data.train_split, run_dir):
         step = _run_session(cfg, graph, scaffold, cluster_info, hooks + graph.sync_hooks, chief_hooks)
     if is_chief:
         if cluster_info is not None:
             done.signal_done(done.done_file(run_dir))
-        log('done: %s' % tf1.train.latest_checkpoint(run_dir))
+        if signals.signum is None:
+            log('done: %s' % tf1.train.latest_checkpoint(run_dir))
     del server
     return step
 
@@ -264,7 +300,7 @@ def _run_session(cfg, graph, scaffold, cluster_info, hooks, chief_hooks):
             session = tf1.train.MonitoredTrainingSession(
                 checkpoint_dir=cfg.train.run_dir, scaffold=scaffold, hooks=hooks, chief_only_hooks=chief_hooks,
                 save_checkpoint_secs=None, save_checkpoint_steps=None,
-                save_summaries_steps=cfg.train.summary_every_steps, log_step_count_steps=None,
+                save_summaries_steps=None, log_step_count_steps=None,  # summaries: fcn.hooks.SummarySaverHook
                 **runtime.session_kwargs(cluster_info, base_config))
         else:
             # Another worker: MonitoredTrainingSession(is_chief=False)'s session, but polling for

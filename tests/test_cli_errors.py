@@ -53,3 +53,25 @@ def test_errors_come_alone_without_tensorflow_start_up_noise(tmp_path):
                      '--set', 'train.run_dir=%s' % (tmp_path / 'empty'), env={'TF_CPP_MIN_LOG_LEVEL': '0'})
     assert run.returncode == 2
     assert run.stderr.splitlines() == [run.stderr.strip()] and run.stderr.startswith('error: no checkpoint found')
+
+
+def test_build_tfrecords_and_the_launcher_print_errors_and_honour_verbose_through_fcn_cli(tmp_path):
+    """One entry-point style: their errors are one `error: ...` line with exit code 2 (fcn.cli),
+    and --verbose is fcn.cli's flag, with no FCN_VERBOSE literal or error exit of their own."""
+    import os
+    import subprocess
+    import sys
+
+    from pipeline_fixtures import REPO_ROOT
+    result = run_script('build_tfrecords.py', '--verify', str(tmp_path / 'missing'))
+    assert result.returncode == 2 and result.stderr.strip() == 'error: --verify %s: not a folder' % (
+        tmp_path / 'missing')
+    launched = subprocess.run([sys.executable, '-m', 'fcn.launch', '--config', 'configs/demo.yaml', '--set',
+                               'train.stepz=3', '--verbose'], cwd=REPO_ROOT, capture_output=True, text=True,
+                              timeout=120, env=dict(os.environ, PYTHONPATH=REPO_ROOT))
+    assert launched.returncode == 2
+    assert launched.stderr.strip().startswith("error: --set: unknown key 'train.stepz'"), launched.stderr
+    for module in ('fcn/tools/build_records.py', 'fcn/launch.py'):
+        with open(os.path.join(REPO_ROOT, module)) as f:
+            source = f.read()
+        assert 'FCN_VERBOSE' not in source and "print('error" not in source and 'cli.add_verbose_arg' in source

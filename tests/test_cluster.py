@@ -3,7 +3,6 @@ import argparse
 import json
 import os
 import re
-import shlex
 import subprocess
 import sys
 import textwrap
@@ -266,25 +265,24 @@ def test_sync_training_job_of_one_ps_and_two_workers(tmp_path):
     assert any(abs(value - (2 - 2 * 0.5 ** k)) < 1e-5 for k in (step - 1, step, step + 1)), output
 
 
-def _train_commands():
-    """The train.py command lines of configs/cluster/tfjob.yaml and slurm.sbatch."""
+def test_tfjob_and_slurm_script_take_the_same_parameters():
+    """tfjob.yaml: every replica runs `python train.py` with one shared argument list (config +
+    --set overrides; PS replicas = the ps count); slurm.sbatch: srun runs train.py with the
+    config and overrides given after the script, FCN_NUM_PS parameter servers."""
     import yaml
+    from fcn.config import add_config_args, load_config
     with open('configs/cluster/tfjob.yaml') as f:
         replicas = yaml.safe_load(f)['spec']['tfReplicaSpecs']
-    commands = [spec['template']['spec']['containers'][0]['command'] for spec in replicas.values()]
+    containers = [spec['template']['spec']['containers'][0] for spec in replicas.values()]
+    assert [c['command'] for c in containers] == [['python', 'train.py']] * 2
+    assert containers[0]['args'] == containers[1]['args']
+    args = add_config_args(argparse.ArgumentParser()).parse_args(containers[0]['args'])
+    assert load_config(args.config, args.overrides).deploy.sync_replicas
+    assert replicas['PS']['replicas'] == 1
     with open('configs/cluster/slurm.sbatch') as f:
-        commands += [shlex.split(line) for line in f if line.strip().startswith('python train.py')]
-    return commands
-
-
-def test_cluster_manifests_run_train_py_with_a_valid_config():
-    from fcn.config import add_config_args, load_config
-    commands = _train_commands()
-    assert len(commands) == 3
-    for command in commands:
-        assert command[:2] == ['python', 'train.py']
-        args = add_config_args(argparse.ArgumentParser()).parse_args(command[2:])
-        assert load_config(args.config, args.overrides).deploy.sync_replicas
+        script = f.read()
+    assert '"$PYTHON" train.py --config "$CONFIG" "$@"' in script
+    assert 'export FCN_NUM_PS=${FCN_NUM_PS:-1}' in script
 
 
 # --- structure: role resolution without TensorFlow, one dispatch of the roles ------------------
@@ -320,9 +318,9 @@ def test_malformed_slurm_hostlist_is_a_value_error(hostlist):
 def test_every_role_is_dispatched_by_fcn_task(monkeypatch):
     from fcn import eval_lib, task, train_lib
     calls = []
-    monkeypatch.setattr(train_lib, 'train', lambda cfg, info, log: calls.append(('train', info)) or 7)
+    monkeypatch.setattr(train_lib, 'train', lambda cfg, info, log, signals: calls.append(('train', info)) or 7)
     monkeypatch.setattr(eval_lib, 'evaluate_loop', lambda cfg: calls.append(('eval', None)))
-    monkeypatch.setattr(task, 'serve_parameters', lambda cfg, info, log: calls.append(('serve', info)))
+    monkeypatch.setattr(task, 'serve_parameters', lambda cfg, info, log, signals: calls.append(('serve', info)))
     chief, ps = ClusterInfo('chief', 0, WITH_CHIEF), ClusterInfo('ps', 1, WITH_CHIEF)
     evaluator = ClusterInfo('evaluator', 0, WITH_CHIEF)
     assert task.run('cfg', None) == 7 and task.run('cfg', chief) == 7
@@ -341,3 +339,29 @@ def test_only_a_ps_serves_and_only_chief_and_workers_train():
 class _MinimalConfig:
     class deploy:
         num_clones, clone_on_cpu = 1, False
+
+
+# --- Slurm allocations: one clone per GPU a task is given ---------------------------------------
+
+def test_slurm_gpus_per_task_from_the_allocation():
+    two_nodes = {'ps': ['n1:8888'], 'worker': ['n1:8889', 'n2:8888']}
+    step = {'SLURM_STEP_ID': '0'}
+    assert roles.slurm_gpus_per_task({}) is None  # not in a Slurm step
+    assert roles.slurm_gpus_per_task(dict(step)) is None  # no GPUs allocated
+    assert roles.slurm_gpus_per_task(dict(step, SLURM_GPUS_PER_TASK='a100:2')) == 2
+    on_node = dict(step, SLURM_GPUS_ON_NODE='4')
+    assert roles.slurm_gpus_per_task(on_node) == 4  # one task, no cluster
+    assert roles.slurm_gpus_per_task(on_node, ClusterInfo('worker', 0, two_nodes)) == 4  # the ps takes none
+    both = {'ps': ['n1:8888'], 'worker': ['n2:8888', 'n2:8889']}
+    assert roles.slurm_gpus_per_task(on_node, ClusterInfo('worker', 1, both)) == 2  # 2 workers share n2's 4
+
+
+def test_num_clones_is_explicit_in_a_config_or_override_but_not_from_base_yaml(tmp_path):
+    from fcn.config import sets_key
+    assert not sets_key('configs/demo.yaml', [], 'deploy.num_clones')  # only base.yaml's default
+    assert sets_key('configs/demo.yaml', ['deploy.num_clones=2'], 'deploy.num_clones')
+    child = tmp_path / 'child.yaml'
+    child.write_text('base: %s\ndeploy:\n  num_clones: 2\n' % os.path.abspath('configs/demo.yaml'))
+    grandchild = tmp_path / 'grandchild.yaml'
+    grandchild.write_text('base: child.yaml\ntrain:\n  steps: 5\n')
+    assert sets_key(str(grandchild), [], 'deploy.num_clones')

@@ -3,6 +3,7 @@
 eval.py --once --per_image's CSV against per-image confusion matrices computed in NumPy from the
 records' labels and the predictions eval saved (multi-scale, flip and tiling on)."""
 import csv
+import io
 import json
 import os
 
@@ -122,11 +123,13 @@ def _numpy_confusions(cfg):
     class-id PNG eval saved for it."""
     confusions = {}
     for example in read_examples(cfg.data.dir, 'val'):
+        label = np.asarray(Image.open(io.BytesIO(example['label_bytes'])))  # the record's PNG, by Pillow
+        assert label.ndim == 2 and {0, 255} < set(np.unique(label))
         stem = os.path.splitext(example['filename'])[0].replace('/', '_')
         path = os.path.join(cfg.train.run_dir, 'eval', 'predictions-00000007', stem + '.png')
         prediction = np.asarray(Image.open(path))  # a palette PNG: Pillow gives the indices
-        assert prediction.shape == example['label'].shape
-        confusions[example['filename']] = metrics.confusion_matrix(example['label'], prediction, NUM_CLASSES)
+        assert prediction.shape == label.shape
+        confusions[example['filename']] = metrics.confusion_matrix(label, prediction, NUM_CLASSES)
     return confusions
 
 

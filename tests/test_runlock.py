@@ -79,7 +79,7 @@ def test_without_flock_a_live_holder_on_this_host_still_refuses(tmp_path, monkey
 
 def test_only_the_chief_takes_the_trainer_lock(holder, monkeypatch):
     run_dir, _ = holder
-    monkeypatch.setattr(train_lib, '_train', lambda cfg, info, log: 'trained')
+    monkeypatch.setattr(train_lib, '_train', lambda cfg, info, log, *stop: 'trained')
     cfg = tiny_config('/unused', run_dir)
     spec = {'worker': ['127.0.0.1:1', '127.0.0.1:2'], 'ps': ['127.0.0.1:3']}
     assert train_lib.train(cfg, ClusterInfo('worker', 1, spec)) == 'trained'

@@ -312,3 +312,23 @@ def expand_tasks_per_node(tasks_per_node):
             raise ValueError('invalid tasks-per-node list %r: cannot read %r' % (tasks_per_node, part))
         counts.extend([int(match.group(1))] * int(match.group(2) or 1))
     return counts
+
+
+def slurm_gpus_per_task(environ=os.environ, info=None):
+    """The GPUs a Slurm allocation gives this training task (None outside a Slurm step or
+    without GPUs): SLURM_GPUS_PER_TASK (`--gpus-per-task`, e.g. '2' or 'a100:2'), else the
+    node's SLURM_GPUS_ON_NODE shared by the training tasks on this node (ps tasks use none)."""
+    if 'SLURM_STEP_ID' not in environ:
+        return None
+    per_task = environ.get('SLURM_GPUS_PER_TASK', '').rsplit(':', 1)[-1]
+    if per_task.isdigit() and int(per_task) > 0:
+        return int(per_task)
+    on_node = environ.get('SLURM_GPUS_ON_NODE', '')
+    if not on_node.isdigit() or int(on_node) == 0:
+        return None
+    trainers_here = 1
+    if info is not None and info.task_type != 'ps':
+        host = info.address.rpartition(':')[0]
+        trainers_here = sum(1 for job in ('chief', 'worker') for address in info.cluster_spec.get(job, [])
+                            if address.rpartition(':')[0] == host)
+    return max(1, int(on_node) // trainers_here)

@@ -19,6 +19,8 @@ import argparse
 import os
 import sys
 
+from fcn import cli
+
 
 # ----------------------------------------------------------------------------- flags -> builder values
 # Each dataset's function maps the parsed flags to the plain values its builder takes
@@ -151,25 +153,24 @@ def make_parser():
     g.add_argument('--skip_bad', action='store_true',
                    help='skip bad images / labels (listed in summary.json) instead of stopping')
     g.add_argument('--no_progress', action='store_true', help='no progress bar')
-    p.add_argument('--verbose', action='store_true', help="show TensorFlow's start-up logs (as FCN_DEBUG=1 does)")
-    return p
+    return cli.add_verbose_arg(p)
 
 
 def main(argv=None):
+    """The tool -> its exit code: errors are printed and exit codes chosen by fcn.cli, as in
+    the other tools."""
+    return cli.exit_code(_main, argv)
+
+
+def _main(argv):
     parser = make_parser()
     args = parser.parse_args(argv)
-    if args.verbose:
-        os.environ['FCN_VERBOSE'] = '1'  # read by fcn.compat when it imports TensorFlow
+    cli.apply_verbose(args)
     if args.verify:
         return verify(args.verify)
     if not (args.dataset and args.out):
         parser.error('--dataset and --out are required (or --verify DIR)')
-    from fcn.data.spec import DatasetError
-    try:
-        summary = build_dataset(args)
-    except DatasetError as e:
-        print('error: %s' % e, file=sys.stderr)
-        return 2
+    summary = build_dataset(args)
     from fcn.data import info, sanity
     for split, entry in sorted(summary['splits'].items()):
         print('%s: %d images in %d shards, %d skipped' % (split, entry['num_images'], entry['num_shards'],
@@ -183,19 +184,14 @@ def main(argv=None):
 def verify(data_dir):
     """Checks every record in data_dir; prints one line per shard and each bad record."""
     if not os.path.isdir(data_dir):
-        print('error: --verify %s: not a folder' % data_dir, file=sys.stderr)
-        return 2
+        raise NotADirectoryError('--verify %s: not a folder' % data_dir)
     from fcn.data import verify as verify_lib
-    try:
-        total, problems = verify_lib.verify_dir(data_dir, progress=print)
-    except FileNotFoundError as e:
-        print('error: %s' % e, file=sys.stderr)
-        return 2
+    from fcn.data.spec import DatasetError
+    total, problems = verify_lib.verify_dir(data_dir, progress=print)
     for problem in problems:
         print('bad record: %s' % problem, file=sys.stderr)
     if problems:
-        print('error: %d bad record(s) in %s (%d read)' % (len(problems), data_dir, total), file=sys.stderr)
-        return 2
+        raise DatasetError('%d bad record(s) in %s (%d read)' % (len(problems), data_dir, total))
     print('all %d records in %s are intact and decode' % (total, data_dir))
     return 0
 

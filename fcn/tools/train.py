@@ -3,15 +3,23 @@
 In a cluster job (TF_CONFIG or a Slurm step) the process's role decides what it does:
 ps tasks serve variables, the evaluator evaluates, chief and workers train (fcn/task.py).
 """
-from fcn import cli
+import os
+
+from fcn import cli, config, stopping
 
 
 def main():
-    args = cli.config_parser(__doc__).parse_args()
-    cfg = cli.load(args)
-    from fcn import task
-    from fcn.cluster import roles
-    task.run(cfg, roles.resolve())
+    with stopping.StopSignals() as signals:  # first: a SIGTERM while TensorFlow loads stops cleanly too
+        args = cli.config_parser(__doc__).parse_args()
+        cfg = cli.load(args)
+        from fcn import task
+        from fcn.cluster import roles
+        info = roles.resolve()
+        gpus = roles.slurm_gpus_per_task(os.environ, info)
+        if gpus and not config.sets_key(args.config, args.overrides, 'deploy.num_clones'):
+            # one clone per GPU Slurm gives this task, unless the config or --set says otherwise
+            cfg = config.load_config(args.config, ['deploy.num_clones=%d' % gpus] + args.overrides)
+        task.run(cfg, info, signals=signals)
 
 
 def run():
