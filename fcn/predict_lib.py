@@ -2,9 +2,9 @@
 
 The model is a frozen graph (.pb), a SavedModel folder, an ONNX (.onnx) or TFLite (.tflite)
 file; each runner has `.predict(rgb uint8 [H, W, 3]) -> int32 [H, W]`, `.labels`, `.close()`.
-Images are decoded with TensorFlow exactly as the records are (fcn.compat.DecodedImage), so
-a JPEG gets the class ids that eval.py measured on it. Existing files are never written
-over unless `overwrite`, and an input never is.
+Images are decoded as the records are (fcn.image_decoder: TensorFlow's decoder, or without
+TensorFlow the same pixels from libjpeg-turbo), so a JPEG gets the class ids eval.py measured.
+Existing files are never written over unless `overwrite`, and an input never is.
 """
 import os
 import sys
@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from fcn import visualize
+from fcn import image_decoder, visualize
 from fcn.data.palette import write_palette_png
 from fcn.export import load_model
 
@@ -27,33 +27,6 @@ def read_rgb(path):
     if image is None:
         raise ValueError('%s is not a readable image (JPEG, PNG, BMP...)' % path)
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-
-
-class ImageDecoder:
-    """Image files -> RGB uint8 [H, W, 3], decoded by TensorFlow as the records are."""
-
-    def __init__(self):
-        from fcn.compat import DecodedImage, tf, tf1
-        from fcn.deploy import shared_gpu_config
-        self._errors = (tf.errors.InvalidArgumentError,)
-        self._graph = tf.Graph()
-        with self._graph.as_default():
-            self._encoded = tf1.placeholder(tf.string, [])
-            self._image = DecodedImage('encoded').tensors_to_item({'encoded': self._encoded})
-        self._session = tf1.Session(graph=self._graph, config=shared_gpu_config())
-
-    def decode(self, data, name='image'):
-        try:
-            return self._session.run(self._image, {self._encoded: data})
-        except self._errors:
-            raise ValueError('%s is not a readable image (JPEG, PNG, BMP or GIF)' % name) from None
-
-    def read(self, path):
-        with open(path, 'rb') as f:
-            return self.decode(f.read(), path)
-
-    def close(self):
-        self._session.close()
 
 
 def check_files(image_paths):
@@ -155,7 +128,7 @@ def predict_files(model_path, inputs, out_dir, overwrite=False):
     image_paths = list_images(inputs)
     plan = plan_outputs(image_paths, out_dir, overwrite)
     model = load_model(model_path)
-    decoder = ImageDecoder()
+    decoder = image_decoder.make_decoder()
     os.makedirs(out_dir, exist_ok=True)
     try:
         # A bar on a terminal only: in a log or a pipe its redraws would share lines with the paths.

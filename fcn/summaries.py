@@ -7,6 +7,7 @@ ScalarSummary op, images as one TensorBoard image summary per tag holding up to
 `max_outputs` images (the format of `tf.summary.image`, shown with a sample slider).
 """
 from fcn.compat import tf, tf1
+from fcn.visualize import full_palette
 
 IMAGE_PLUGIN = 'images'
 
@@ -38,3 +39,9 @@ def images(tag, batch, max_outputs=3):
         op = tf.raw_ops.TensorSummaryV2(tag=tf.constant(tag), tensor=tensor,
                                         serialized_summary_metadata=tf.constant(_image_metadata()))
     return _collect(op)
+
+
+def colorize_tensor(labels, palette, ignore_label=255):
+    """TF version of fcn.visualize.colorize for TensorBoard image summaries."""
+    table = tf.constant(full_palette(palette, ignore_label))
+    return tf.gather(table, tf.clip_by_value(tf.cast(labels, tf.int32), 0, 255))

@@ -16,7 +16,7 @@ from fcn.input import provider
 from fcn.input.preprocess import train_preprocess_fn
 from fcn.hooks import RunDirWatch, StopOnSignal, SummarySaverHook, TrainingMonitor
 from fcn.nets.fcn import build_model
-from fcn.visualize import colorize_tensor
+from fcn.summaries import colorize_tensor
 
 
 

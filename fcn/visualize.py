@@ -1,8 +1,8 @@
-"""Colour label maps with a palette, blend overlays, draw legends (numpy/OpenCV and TF)."""
+"""Colour label maps with a palette, blend overlays, draw legends (numpy/OpenCV; no TensorFlow:
+predict.py runs without it). The TensorBoard version of `colorize` is fcn.summaries.colorize_tensor."""
 import cv2
 import numpy as np
 
-from fcn.compat import tf
 from fcn import metrics
 from fcn.data.palette import voc_palette
 
@@ -24,12 +24,6 @@ def full_palette(palette, ignore_label=255):
 def colorize(labels, palette, ignore_label=255):
     """uint8/int class-id array [..., H, W] -> RGB uint8 [..., H, W, 3]."""
     return full_palette(palette, ignore_label)[np.clip(np.asarray(labels), 0, 255)]
-
-
-def colorize_tensor(labels, palette, ignore_label=255):
-    """TF version of `colorize` for TensorBoard image summaries."""
-    table = tf.constant(full_palette(palette, ignore_label))
-    return tf.gather(table, tf.clip_by_value(tf.cast(labels, tf.int32), 0, 255))
 
 
 def overlay(image_rgb, labels, palette, alpha=0.5, ignore_label=255):

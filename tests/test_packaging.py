@@ -94,12 +94,15 @@ def wheel_venv(unpacked_wheel, tmp_path_factory):
     python = str(venv / 'bin' / 'python')
     site = subprocess.run([python, '-c', 'import sysconfig; print(sysconfig.get_paths()["purelib"])'],
                           capture_output=True, text=True, check=True).stdout.strip()
-    deps = [p for p in sys.path if p.endswith('site-packages')]
+    clean = {key: value for key, value in os.environ.items() if key != 'PYTHONPATH'}  # no other fcn in sight
+    run = subprocess.run([sys.executable, '-m', 'pip', '--python', python, 'install', '--no-deps', '--no-index',
+                          '-q', str(wheel)], cwd=str(venv.parent), env=clean, capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert os.path.isdir(os.path.join(site, 'fcn')), run.stdout + run.stderr  # installed, not "already satisfied"
+    deps = [p for p in sys.path if p.endswith('site-packages')]  # after the install: pip must not see them
     with open(os.path.join(site, 'deps.pth'), 'w') as f:
         f.write('\n'.join(deps) + '\n')
-    run = subprocess.run([sys.executable, '-m', 'pip', '--python', python, 'install', '--no-deps', '--no-index',
-                          '-q', str(wheel)], capture_output=True, text=True, timeout=300)
-    assert run.returncode == 0, run.stdout + run.stderr
     return venv
 
 

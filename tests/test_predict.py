@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from datasets_fixtures import read_examples
-from fcn import eval_lib, predict_lib
+from fcn import eval_lib, image_decoder, predict_lib
 from fcn.data.palette import read_index_png
 from fcn.export import export_source
 from fcn.export import frozen
@@ -87,7 +87,7 @@ def test_inputs_with_one_stem_get_distinct_outputs_and_nothing_is_overwritten(ru
     assert names == sorted(['a_jpg.png', 'a_jpg_overlay.png', 'a_png.png', 'a_png_overlay.png', 'b.png',
                             'b_overlay.png', 'b_2.png', 'b_2_overlay.png', 'notes.png', 'notes_overlay.png'])
     assert sorted(os.listdir(out)) == names  # no temporaries left
-    decoder = predict_lib.ImageDecoder()
+    decoder = image_decoder.make_decoder()
     model = frozen.FrozenModel(model_path)
     for source, target in (('photos/a.jpg', 'a_jpg'), ('photos/a.png', 'a_png'), ('more/b.png', 'b_2')):
         expected = model.predict(decoder.read(str(tmp_path / source)))
