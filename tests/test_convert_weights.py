@@ -26,6 +26,7 @@ from fcn.compat import tf, tf1
 from fcn.convert import fold, main as convert, vgg16
 from fcn.convert.vgg16 import ConvertError
 from fcn.nets.vgg import MEAN_RGB
+from external_tools import external_python, missing
 from pipeline_fixtures import build_synthetic, run_script, tiny_config
 
 SOURCES = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'convert_sources.py')
@@ -33,24 +34,11 @@ CROP = 224
 RELATIVE_ERROR = 1e-3
 
 
-def external_python(variable, what):
-    """The Python named by environment `variable`: skipped if unset, but failed under CI=true."""
-    python = os.environ.get(variable)
-    if python and os.path.exists(python):
-        return python
-    message = '%s is not set to a Python with %s (.ci/run creates it)' % (variable, what)
-    if os.environ.get('CI') == 'true':
-        pytest.fail(message)
-    pytest.skip(message)
-
-
 def torch_python():
     """This Python when it has PyTorch (the `convert` extra, as .ci/run installs)."""
     if importlib.util.find_spec('torch') is not None:
         return sys.executable
-    if os.environ.get('CI') == 'true':
-        pytest.fail('PyTorch is missing: .ci/run installs the convert extra (pip install -e ".[convert]")')
-    pytest.skip('PyTorch is not installed (pip install -e ".[convert]")')
+    missing('PyTorch is not installed: .ci/run installs the convert extra (pip install -e ".[convert]")')
 
 
 def run_source(python, *args):

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 
 from datasets_fixtures import read_examples
+from external_tools import external_python
 from fcn.data.palette import read_index_png
 from fcn.export import export
 from inference_fixtures import random_checkpoint
 from pipeline_fixtures import REPO_ROOT, build_synthetic, run_script, tiny_config
 
-LITE_PYTHON = os.environ.get('FCN_LITE_PYTHON')
 NUM_CLASSES = 5
 SIZE = 64
 
@@ -22,8 +22,7 @@ SIZE = 64
 @pytest.fixture(scope='module')
 def deployed(tmp_path_factory):
     """(photos folder, {format: model path}) of a random model, exported as ONNX and TFLite."""
-    if not LITE_PYTHON:
-        pytest.skip('FCN_LITE_PYTHON (a venv without TensorFlow, made by .ci/run) is not set')
+    external_python('FCN_LITE_PYTHON', 'no TensorFlow, LiteRT and ONNX Runtime')
     data_dir = build_synthetic(tmp_path_factory.mktemp('records') / 'demo', num_train=4, num_val=4, size=SIZE)
     cfg = tiny_config(data_dir, str(tmp_path_factory.mktemp('run') / 'run'))
     checkpoint = random_checkpoint(cfg, NUM_CLASSES)
@@ -41,7 +40,8 @@ def deployed(tmp_path_factory):
 def _lite(*args, cwd=None):
     env = {key: value for key, value in os.environ.items() if key not in ('PYTHONPATH', 'VIRTUAL_ENV')}
     env['PYTHONPATH'] = REPO_ROOT  # this checkout's fcn, the venv's everything else
-    return subprocess.run([LITE_PYTHON] + list(args), cwd=cwd or REPO_ROOT, env=env, capture_output=True,
+    python = external_python('FCN_LITE_PYTHON', 'no TensorFlow, LiteRT and ONNX Runtime')
+    return subprocess.run([python] + list(args), cwd=cwd or REPO_ROOT, env=env, capture_output=True,
                           text=True, timeout=300)
 
 
