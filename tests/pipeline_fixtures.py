@@ -53,3 +53,17 @@ def scalar_series(run_dir, tag):
                 if value.tag == tag:
                     points.append((event.step, value.simple_value))
     return sorted(points)
+
+
+def fine_tune_one_step(records, run_dir, init_checkpoint):
+    """One full-width FCN-32s step at learning rate 0 from `init_checkpoint`, the way a user starts
+    from vgg_16.ckpt; returns (the trainer's log lines, the init reader, the run's reader)."""
+    from fcn import train_lib
+    from fcn.compat import tf, tf1
+    cfg = tiny_config(records, run_dir, steps=1, extra=[
+        'model.width=1.0', 'init.checkpoint=%s' % init_checkpoint, 'train.optimizer=sgd',
+        'train.learning_rate=0.0', 'train.crop_size=32', 'train.batch_size=1', 'model.weight_decay=0.0'])
+    messages = []
+    train_lib.train(cfg, log=messages.append)
+    return (messages, tf.train.load_checkpoint(init_checkpoint),
+            tf.train.load_checkpoint(tf1.train.latest_checkpoint(run_dir)))

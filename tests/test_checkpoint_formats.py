@@ -21,7 +21,7 @@ from fcn.data.info import DatasetInfo, read_run
 from fcn.export import export_source
 from fcn.export import frozen
 from fcn.export.frozen import FrozenModel
-from pipeline_fixtures import build_synthetic, run_script, tiny_config
+from pipeline_fixtures import build_synthetic, fine_tune_one_step, run_script, tiny_config
 
 V1 = tf1.train.SaverDef.V1
 
@@ -64,15 +64,8 @@ def tiny_run(records, tmp_path_factory):
 def test_train_initialises_from_tf_slims_v1_vgg_16_ckpt(slim_vgg_16_v1, records, tmp_path):
     """Real size: the V1 single file is found, its 30 trunk tensors restored, fc8 excluded."""
     path = slim_vgg_16_v1
-    run_dir = str(tmp_path / 'run')
-    cfg = tiny_config(records, run_dir, steps=1, extra=[
-        'model.width=1.0', 'init.checkpoint=%s' % path, 'train.optimizer=sgd', 'train.learning_rate=0.0',
-        'train.crop_size=32', 'train.batch_size=1', 'model.weight_decay=0.0'])
-    messages = []
-    train_lib.train(cfg, log=messages.append)
+    messages, source, trained = fine_tune_one_step(records, str(tmp_path / 'run'), path)
     assert 'initialising from %s' % path in messages
-    source = tf.train.load_checkpoint(path)
-    trained = tf.train.load_checkpoint(tf1.train.latest_checkpoint(run_dir))
     for name in ('vgg_16/conv1/conv1_1/weights', 'vgg_16/conv5/conv5_3/biases', 'vgg_16/fc6/weights',
                  'vgg_16/fc7/weights'):
         np.testing.assert_array_equal(trained.get_tensor(name), source.get_tensor(name))

@@ -21,13 +21,13 @@ import pytest
 import skimage.data
 from tf_slim.nets import vgg as slim_vgg
 
-from fcn import checkpoints, train_lib
+from fcn import checkpoints
 from fcn.compat import tf, tf1
 from fcn.convert import fold, main as convert, vgg16
 from fcn.convert.vgg16 import ConvertError
 from fcn.nets.vgg import MEAN_RGB
 from external_tools import external_python, missing
-from pipeline_fixtures import build_synthetic, run_script, tiny_config
+from pipeline_fixtures import build_synthetic, fine_tune_one_step, run_script
 
 SOURCES = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'convert_sources.py')
 CROP = 224
@@ -120,15 +120,8 @@ def test_fcn32s_fine_tunes_from_the_converted_checkpoint(torchvision_converted, 
     fc8 re-initialised for the dataset's classes."""
     out, _, _ = torchvision_converted
     records = build_synthetic(tmp_path / 'records', num_train=2, num_val=1, size=32)
-    run_dir = str(tmp_path / 'run')
-    cfg = tiny_config(records, run_dir, steps=1, extra=[
-        'model.width=1.0', 'init.checkpoint=%s' % out, 'train.optimizer=sgd', 'train.learning_rate=0.0',
-        'train.crop_size=32', 'train.batch_size=1', 'model.weight_decay=0.0'])
-    messages = []
-    train_lib.train(cfg, log=messages.append)
+    messages, source, trained = fine_tune_one_step(records, str(tmp_path / 'run'), out)
     assert 'initialising from %s' % out in messages
-    source = tf.train.load_checkpoint(out)
-    trained = tf.train.load_checkpoint(tf1.train.latest_checkpoint(run_dir))
     for layer in vgg16.LAYERS[:-1]:
         for kind in ('weights', 'biases'):
             name = '%s/%s' % (layer.scope, kind)
