@@ -1,5 +1,6 @@
-"""The data package's layout: builders are functions of plain values (build_tfrecords.py maps its
-flags to them, in one table of datasets), description types in fcn.data.spec, no import cycle
+"""The data package's layout: builders are functions of plain values (the build_tfrecords tool,
+fcn/tools/build_records.py behind build_tfrecords.py and fcn-build-records, maps its flags to them,
+in one table of datasets), description types in fcn.data.spec, no import cycle
 between voc and sbd, one reader of summary.json."""
 import glob
 import importlib
@@ -9,18 +10,10 @@ import subprocess
 import sys
 
 from fcn.data import build, records, spec
+from fcn.tools import build_records as cli
 
 
-def _cli(repo_root):
-    import importlib.util
-    loader = importlib.util.spec_from_file_location('build_tfrecords', os.path.join(repo_root, 'build_tfrecords.py'))
-    cli = importlib.util.module_from_spec(loader)
-    loader.loader.exec_module(cli)
-    return cli
-
-
-def test_builders_take_plain_values_and_the_script_owns_the_flag_mapping(repo_root):
-    cli = _cli(repo_root)
+def test_builders_take_plain_values_and_the_tool_owns_the_flag_mapping(repo_root):
     [action] = [a for a in cli.make_parser()._actions if a.dest == 'dataset']
     assert list(action.choices) == list(cli.DATASETS)
     for path in sorted(glob.glob(os.path.join(repo_root, 'fcn', 'data', '*.py'))):
