@@ -10,8 +10,12 @@ The launcher prints each task's pid when it starts them. The job ends when the c
 exiting non-zero, or a ps exiting before the chief wrote <train.run_dir>/cluster.done (a
 ps returns only when the chief has written it, at the end of training; see
 fcn.cluster.runtime.serve_forever); the launcher then names that task and exits non-zero. In both
-cases the remaining tasks are terminated (SIGTERM, then SIGKILL after --grace_secs). Tasks
-also get SIGTERM if the launcher itself dies (Linux), so a killed launcher leaves no job behind.
+cases the remaining tasks are terminated: SIGTERM to the workers first, SIGKILL to those still
+there after --grace_secs, and only then to the parameter servers, which hold the variables the
+chief's last save reads (fcn.stopping: on SIGTERM the chief finishes its step and saves it).
+SIGTERM or Ctrl-C to the launcher stops the job the same way; it then exits 128 + the signal
+(143, 130), as the tasks do. Tasks also get SIGTERM if the launcher itself dies (Linux), so a
+killed launcher leaves no job behind.
 """
 import argparse
 import ctypes
@@ -31,6 +35,8 @@ from fcn.config import add_config_args, load_config
 
 HOST = '127.0.0.1'
 PR_SET_PDEATHSIG = 1
+GRACE_SECS = 60  # a full-size chief's save on SIGTERM (about 1.6 GB with momentum) to network storage
+PS_GRACE_SECS = 5  # a ps holds no state of its own once the workers are gone
 _PRCTL = ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith('linux') else None
 
 
@@ -58,8 +64,9 @@ def parse_args(argv=None):
                         help='use ports port_base, port_base+1, ... (default: free ports picked by the OS)')
     parser.add_argument('--command', default=None,
                         help='command every task runs, --config/--set appended (default: "python train.py")')
-    parser.add_argument('--grace_secs', type=float, default=10.0,
-                        help='how long tasks get to exit after SIGTERM before SIGKILL (default 10)')
+    parser.add_argument('--grace_secs', type=float, default=GRACE_SECS,
+                        help='how long the workers get to exit after SIGTERM before SIGKILL: the chief '
+                             'saves a checkpoint then (default %d)' % GRACE_SECS)
     args = parser.parse_args(argv)
     if args.workers < 1 or args.ps < 0:
         parser.error('need --workers >= 1 and --ps >= 0, got --workers %d --ps %d' % (args.workers, args.ps))
@@ -173,6 +180,13 @@ def exit_status(returncode):
 
 
 def stop_tasks(tasks, grace_secs):
+    """Stops the workers (SIGTERM, SIGKILL after grace_secs), then the parameter servers: a
+    ps must outlive the chief's save on SIGTERM, which reads the variables it holds."""
+    _stop_group_of([task for task in tasks if task.job != 'ps'], grace_secs)
+    _stop_group_of([task for task in tasks if task.job == 'ps'], min(grace_secs, PS_GRACE_SECS))
+
+
+def _stop_group_of(tasks, grace_secs):
     """SIGTERM to every task's process group, SIGKILL to those still there after grace_secs."""
     for task in tasks:
         _signal_group(task, signal.SIGTERM)
@@ -181,6 +195,8 @@ def stop_tasks(tasks, grace_secs):
         try:
             task.proc.wait(max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
+            print('fcn.launch: %s still running %g s after SIGTERM: SIGKILL' % (task.name, grace_secs),
+                  file=sys.stderr, flush=True)
             _signal_group(task, signal.SIGKILL)
             task.proc.wait()
 
@@ -192,7 +208,7 @@ def _signal_group(task, signum):
         pass  # the group is gone already
 
 
-def run_job(spec, argv, grace_secs=10.0, sink=None, done_path=None):
+def run_job(spec, argv, grace_secs=GRACE_SECS, sink=None, done_path=None):
     """Runs one job to its end (see the module docstring) -> the launcher's exit code.
     done_path: the chief's done file (fcn.cluster.done.done_file of the run dir), if known."""
     sink = sink or sys.stdout
@@ -209,8 +225,8 @@ def run_job(spec, argv, grace_secs=10.0, sink=None, done_path=None):
             reader.start()
             readers.append(reader)
         code, message = wait_for_end(tasks, chief_done=lambda: written_since(done_path, started))
-    except KeyboardInterrupt:
-        code, message = 130, 'interrupted'
+    except Stopped as stop:
+        code, message = 128 + stop.signum, 'stopped by %s' % signal.Signals(stop.signum).name
     finally:
         stop_tasks(tasks, grace_secs)
         for reader in readers:
@@ -220,8 +236,18 @@ def run_job(spec, argv, grace_secs=10.0, sink=None, done_path=None):
     return code
 
 
-def _interrupt_on_sigterm(signum, frame):
-    raise KeyboardInterrupt('SIGTERM')
+class Stopped(BaseException):
+    """The launcher got SIGTERM or SIGINT (a scheduler's or a user's stop)."""
+
+    def __init__(self, signum):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_stopped(signum, frame):
+    for other in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(other, signal.SIG_IGN)  # once: stopping the tasks must not be cut short
+    raise Stopped(signum)
 
 
 def main(argv=None):
@@ -236,7 +262,8 @@ def _main(argv):
     count = args.ps + args.workers
     ports = free_ports(count) if args.port_base is None else list(range(args.port_base, args.port_base + count))
     spec = make_cluster_spec(args.ps, args.workers, ports)
-    signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, _raise_stopped)
     try:
         return run_job(spec, task_argv(args.command, args.config, args.overrides), args.grace_secs,
                        done_path=done_file(cfg.train.run_dir))

@@ -2,6 +2,7 @@
 
 - a 1 ps + 2 synchronous workers job on 127.0.0.1 started by `python -m fcn.launch`;
 - a worker killed mid-run stops the job, and the same command then resumes it;
+- SIGTERM to the launcher: the chief saves the step it is in (the ps still up), exit 143;
 - one process with 2 clones on the CPU.
 
 Every launcher is run under `_launch`, which stops it (and kills any task it left) even
@@ -35,9 +36,9 @@ def data_dir(tmp_path_factory):
 class Launch:
     """A running `python -m fcn.launch` whose output (both streams) goes to `log_path`."""
 
-    def __init__(self, overrides, log_path):
+    def __init__(self, overrides, log_path, grace_secs=3):
         self.log_path = log_path
-        argv = [sys.executable, '-m', 'fcn.launch', '--ps', '1', '--workers', '2', '--grace_secs', '3',
+        argv = [sys.executable, '-m', 'fcn.launch', '--ps', '1', '--workers', '2', '--grace_secs', str(grace_secs),
                 '--config', 'configs/demo.yaml']
         for override in overrides:
             argv += ['--set', override]
@@ -82,8 +83,8 @@ class Launch:
 
 
 @contextlib.contextmanager
-def _launch(overrides, log_path):
-    launch = Launch(overrides, log_path)
+def _launch(overrides, log_path, **options):
+    launch = Launch(overrides, log_path, **options)
     try:
         yield launch
     finally:
@@ -134,14 +135,18 @@ def test_one_ps_two_sync_workers_train_to_the_last_step(data_dir, tmp_path):
     assert np.mean(losses[-3:]) < 0.8 * np.mean(losses[:2]), losses
 
 
+def _wait_for_checkpoint_past_0(launch, run_dir):
+    deadline = time.monotonic() + LAUNCH_TIMEOUT
+    while tf1.train.latest_checkpoint(run_dir) in (None, os.path.join(run_dir, 'model.ckpt-0')):
+        assert launch.proc.poll() is None and time.monotonic() < deadline, launch.log()
+        time.sleep(0.1)
+
+
 def test_a_killed_worker_stops_the_job_and_the_same_command_resumes(data_dir, tmp_path):
     run_dir = str(tmp_path / 'run')
     overrides = _overrides(data_dir, run_dir, 'train.save_every_steps=5')
     with _launch(overrides, tmp_path / 'killed.log') as launch:
-        deadline = time.monotonic() + LAUNCH_TIMEOUT
-        while tf1.train.latest_checkpoint(run_dir) in (None, os.path.join(run_dir, 'model.ckpt-0')):
-            assert launch.proc.poll() is None and time.monotonic() < deadline, launch.log()
-            time.sleep(0.1)
+        _wait_for_checkpoint_past_0(launch, run_dir)
         os.kill(launch.task_pids()['worker:1'], signal.SIGKILL)
         code = launch.wait(60)
         log = launch.log()
@@ -157,6 +162,28 @@ def test_a_killed_worker_stops_the_job_and_the_same_command_resumes(data_dir, tm
     resumed_from = re.search(r'\[worker:0\] resuming from \S+/model\.ckpt-(\d+)$', log, re.MULTILINE)
     assert resumed_from and int(resumed_from.group(1)) == killed_at, log
     assert _checkpoint_step(run_dir) == STEPS
+
+
+def test_sigterm_to_the_launcher_keeps_the_chiefs_step_and_exits_143(data_dir, tmp_path):
+    run_dir = str(tmp_path / 'run')
+    overrides = _overrides(data_dir, run_dir, 'train.save_every_steps=5', 'train.log_every_steps=1')
+    with _launch(overrides, tmp_path / 'stopped.log', grace_secs=60) as launch:
+        _wait_for_checkpoint_past_0(launch, run_dir)
+        launch.proc.send_signal(signal.SIGTERM)
+        stopped_at = time.monotonic()
+        code = launch.wait(90)
+        stop_secs = time.monotonic() - stopped_at
+        log = launch.log()
+    assert 'SIGKILL' not in log, log  # every task ended on its own
+    print('the job took %.1f s to stop' % stop_secs)
+    assert code == 128 + signal.SIGTERM, log
+    assert 'fcn.launch: stopped by SIGTERM; job stopped' in log
+    stopped = re.search(r'^\[worker:0\] stopped by SIGTERM at step (\d+): checkpoint (\S+) kept$', log, re.MULTILINE)
+    assert stopped, log
+    step, kept = int(stopped.group(1)), stopped.group(2)
+    assert 5 <= step < STEPS, log
+    assert tf1.train.latest_checkpoint(run_dir) == kept == os.path.join(run_dir, 'model.ckpt-%d' % step)
+    assert _checkpoint_step(run_dir) == step  # read from the ps, which outlived the save
 
 
 @pytest.mark.tf_subset

@@ -18,7 +18,8 @@ TASKS = ('ps:0', 'worker:0', 'worker:1')
 # Reads its role like train.py would, records its pid, then behaves per STANDIN_MODE:
 #   ok:    the chief exits 3 once every task is up; the ps ignores SIGTERM (needs SIGKILL)
 #   fail:  worker 1 exits 5 once every task is up; the others wait
-#   sleep: every task waits
+#   sleep: every task waits; on SIGTERM it writes NAME.term (the time it got it), a worker then
+#          takes 0.5 s (as the chief's save) and writes NAME.exit before it exits 143
 STANDIN = textwrap.dedent('''
     import os, signal, sys, time
     from fcn.cluster import roles
@@ -28,6 +29,20 @@ STANDIN = textwrap.dedent('''
     mode, pid_dir = os.environ['STANDIN_MODE'], os.environ['PID_DIR']
     if mode == 'ok' and info.task_type == 'ps':
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+    def record(event):
+        with open(os.path.join(pid_dir, '%s.%s' % (name, event)), 'w') as f:
+            f.write(repr(time.time()))
+
+    def stop(signum, frame):
+        record('term')
+        if info.task_type == 'worker':
+            time.sleep(0.5)
+            record('exit')
+        sys.exit(128 + signum)
+
+    if mode == 'sleep':
+        signal.signal(signal.SIGTERM, stop)
     with open(os.path.join(pid_dir, name + '.tmp'), 'w') as f:
         f.write(str(os.getpid()))
     os.replace(os.path.join(pid_dir, name + '.tmp'), os.path.join(pid_dir, name + '.pid'))
@@ -141,20 +156,37 @@ def _wait_gone(pids, timeout=10):
     return [pid for pid in pids if _alive(pid)]
 
 
-@pytest.mark.parametrize('signum, exit_code', [(signal.SIGTERM, 130), (signal.SIGKILL, -signal.SIGKILL)])
+def _times(pid_dir, event):
+    times = {}
+    for name in TASKS:
+        path = os.path.join(pid_dir, '%s.%s' % (name, event))
+        if os.path.exists(path):
+            with open(path) as f:
+                times[name] = float(f.read())
+    return times
+
+
+@pytest.mark.parametrize('signum, exit_code', [
+    (signal.SIGTERM, 143), (signal.SIGINT, 130), (signal.SIGKILL, -signal.SIGKILL)])
 def test_a_stopped_or_killed_launcher_takes_its_tasks_along(tmp_path, signum, exit_code):
     proc = _start_launcher(tmp_path, 'sleep')
     try:
         pids = _wait_for_tasks(tmp_path, proc)
         proc.send_signal(signum)
-        proc.communicate(timeout=30)
-        assert proc.returncode == exit_code
+        out, err = proc.communicate(timeout=30)
+        assert proc.returncode == exit_code, err
         assert _wait_gone(pids) == []  # SIGKILL: the tasks get SIGTERM from the kernel
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
         _kill_leftovers(tmp_path)
+    if signum != signal.SIGKILL:
+        assert 'fcn.launch: stopped by %s; job stopped' % signal.Signals(signum).name in err
+        stopped, exited = _times(tmp_path, 'term'), _times(tmp_path, 'exit')
+        assert set(stopped) == set(TASKS) and set(exited) == {'worker:0', 'worker:1'}, (stopped, exited)
+        # the ps is asked to stop only once the workers (the chief's last save) are done
+        assert stopped['ps:0'] >= max(exited.values()), (stopped, exited)
 
 
 class FakeProc:
