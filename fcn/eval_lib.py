@@ -13,10 +13,10 @@ from typing import Optional
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from fcn import checkpoints, deploy, failures, inference, metrics, rundir, visualize
 from fcn.compat import tf, tf1, visible_gpus
+from fcn.progress import bar as progress_bar
 from fcn.data import info as dataset_info
 from fcn.data import records
 from fcn.data.palette import write_palette_png
@@ -118,8 +118,8 @@ class EvalGraph:
             fetches['prediction'] = self.predictions
         if per_image is not None:
             fetches['confusion'] = self.confusion.batch
-        with tqdm(total=self.num_images(), desc='eval step %d' % step, unit='img',
-                  disable=not progress, dynamic_ncols=True) as bar:  # closed (own line) on errors too
+        # closed (its own line) on errors too
+        with progress_bar(self.num_images(), 'eval step %d' % step, enabled=progress) as bar:
             for _ in range(self.num_images()):
                 out = sess.run(fetches)
                 if writer:

@@ -4,6 +4,7 @@ the CPU silently; eval, export and predict take GPU memory as needed, the traine
 This machine has no GPU: a GPU machine is stood for by stubbing fcn.compat.visible_gpus, the one
 call that lists devices (what TensorFlow reports, names from its device details)."""
 import os
+import re
 
 import numpy as np
 import pytest
@@ -81,6 +82,9 @@ def test_train_py_and_eval_py_say_first_that_they_run_on_the_cpu(data_dir, tmp_p
     evaluated = run_script('eval.py', '--config', 'configs/demo.yaml', '--once', *overrides)
     assert evaluated.returncode == 0, evaluated.stderr
     assert evaluated.stdout.splitlines()[0] == 'no GPU visible: evaluating on the CPU'
+    # stderr is a pipe, as a job's log file: the progress bar is whole lines, not redraws
+    assert '\r' not in evaluated.stderr
+    assert re.search(r'^eval step 1: 100%\|#+\| (\d+)/\1 \[', evaluated.stderr, re.MULTILINE), evaluated.stderr
 
 
 def test_the_trainer_logs_the_gpus_first_and_stops_on_too_many_clones(data_dir, tmp_path, monkeypatch):

@@ -27,6 +27,7 @@ import random
 import cv2
 import numpy as np
 
+from fcn import progress
 from fcn.data import info as dataset_info
 from fcn.data import records, stats
 from fcn.data.spec import DatasetSpec, Item  # noqa: F401 (the types build() takes, re-exported)
@@ -221,17 +222,12 @@ class _ShardWriter:
             os.remove(self.path + TMP_SUFFIX)
 
 
-def _progress(total, desc, enabled):
-    from tqdm import tqdm
-    return tqdm(total=total, desc=desc, unit='img', disable=not enabled, dynamic_ncols=True)
-
-
 def _build_pending(spec, out_dir, split, pending, options):
     """Encodes and writes the pending shards [(shard, fingerprint, items)]; returns their stats."""
     all_items = [item for _, _, items in pending for item in items]
     built = {}
     with _encoded(all_items, spec.num_classes, options.num_workers) as results, \
-            _progress(len(all_items), split, options.progress) as bar:
+            progress.bar(len(all_items), split, enabled=options.progress) as bar:
         for shard, expected, items in pending:
             writer, shard_stats = _ShardWriter(out_dir, shard), stats.LabelStats(spec.num_classes, IGNORE_LABEL)
             try:
