@@ -270,7 +270,8 @@ def _train(cfg, cluster_info, log, signals, lock=None):
     info = rundir.dataset_for_training(cfg, resuming=latest is not None)
     if is_chief:
         rundir.write(cfg, info)
-    server = runtime.start_server(cluster_info) if cluster_info is not None else None
+    server = (runtime.start_server(cluster_info, cfg.deploy.gpu_memory_growth)
+              if cluster_info is not None else None)
     graph = TrainGraph(cfg, deploy_config, cluster_info, info)
     scaffold, init_fn, resumed = _scaffold(cfg, graph)
     if is_chief and resumed:

@@ -135,3 +135,28 @@ def test_the_trainer_keeps_tensorflows_gpu_memory_default_unless_configured(data
     config = train_lib.session_config(grow)
     assert config.gpu_options.allow_growth and config.allow_soft_placement
     assert runtime.session_kwargs(None, config)['config'].gpu_options.allow_growth  # what MonitoredTrainingSession gets
+
+
+def test_a_cluster_tasks_server_holds_deploy_gpu_memory_growth(data_dir, tmp_path, monkeypatch):
+    """On a cluster the GPUs are set up by the task's server, not its sessions: the option must
+    reach the chief's ServerDef; a ps sees no GPU (a real chief + ps on 127.0.0.1, one process)."""
+    from fcn.cluster import roles
+    from fcn.launch import free_ports
+    servers = {}
+
+    def start_server(info, *args, **kwargs):
+        servers[info.task_type] = real_start_server(info, *args, **kwargs)
+        return servers[info.task_type]
+
+    real_start_server = runtime.start_server
+    monkeypatch.setattr(runtime, 'start_server', start_server)
+    chief_port, ps_port = free_ports(2)
+    spec = {'chief': ['127.0.0.1:%d' % chief_port], 'ps': ['127.0.0.1:%d' % ps_port]}
+    start_server(roles.resolve({'TF_CONFIG': roles.make_tf_config(spec, 'ps', 0)}))
+    chief = roles.resolve({'TF_CONFIG': roles.make_tf_config(spec, 'chief', 0)})
+    cfg = tiny_config(data_dir, str(tmp_path / 'run'), steps=1, extra=['deploy.gpu_memory_growth=true'])
+    assert train_lib.train(cfg, cluster_info=chief, log=lambda *_: None) == 1
+    chief_config = servers['chief'].server_def.default_session_config
+    assert chief_config.gpu_options.allow_growth and not chief_config.device_count
+    ps_config = servers['ps'].server_def.default_session_config
+    assert dict(ps_config.device_count) == {'GPU': 0} and not ps_config.gpu_options.allow_growth

@@ -7,7 +7,7 @@ The role of this process comes from fcn.cluster.roles; fcn.task dispatches on it
 
 How the trainer uses this module (fcn/train_lib.py):
 
-    server = runtime.start_server(info)          # chief and workers (fcn.task serves the ps)
+    server = runtime.start_server(info, cfg.deploy.gpu_memory_growth)  # chief and workers (fcn.task: ps)
     ... build the graph with fcn.deploy.from_config(cfg, info) ...
     sync_hooks = []
     if cfg.deploy.sync_replicas:
@@ -31,12 +31,18 @@ WORKER_POLL_SECS = 1.0
 WORKER_MAX_WAIT_SECS = 7200
 
 
-def start_server(info):
+def start_server(info, gpu_memory_growth=False):
     """Starts this task's tf.compat.v1.train.Server. Parameter servers see no GPU: they
-    only hold variables, and must not take the workers' GPU memory."""
+    only hold variables, and must not take the workers' GPU memory. A worker's GPUs are
+    set up by its server, whose config is the one that counts: the session's gpu_options
+    are ignored there, so deploy.gpu_memory_growth goes here."""
     if info.task_type not in TRAINING_JOBS:
         raise ClusterError('a %s task is not part of the training cluster and starts no server' % info.task_type)
-    config = tf1.ConfigProto(device_count={'GPU': 0}) if info.task_type == 'ps' else None
+    if info.task_type == 'ps':
+        config = tf1.ConfigProto(device_count={'GPU': 0})
+    else:
+        config = tf1.ConfigProto()
+        config.gpu_options.allow_growth = gpu_memory_growth
     return tf1.train.Server(tf1.train.ClusterSpec(info.training_spec), job_name=info.task_type,
                             task_index=info.task_index, protocol=info.rpc_layer, config=config, start=True)
 
