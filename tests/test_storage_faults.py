@@ -105,7 +105,8 @@ def test_a_full_disk_during_an_export_names_the_file_and_keeps_the_previous_expo
         free = shutil.disk_usage(disk).free
         with open(os.path.join(disk, 'filler'), 'wb') as f:  # leave less room than the model needs
             f.write(b'\0' * (free - len(exported) // 2))
-        again = run_script('export.py', *config, '--out', model)
+        # another export (with flips: its sidecar differs) to the same path: neither file may change
+        again = run_script('export.py', *config, '--set', 'eval.flip=true', '--out', model)
         assert again.returncode == 2, again.stderr
         lines = again.stderr.strip().splitlines()
         assert lines == ['error: cannot write %s (the export): no space left on the device (No space left on '
@@ -113,4 +114,4 @@ def test_a_full_disk_during_an_export_names_the_file_and_keeps_the_previous_expo
         with open(model, 'rb') as f:
             assert f.read() == exported
         assert open(os.path.join(disk, 'model.json')).read() == sidecar
-        assert not os.path.exists(model + '.tmp')
+        assert sorted(os.listdir(disk)) == ['filler', 'model.json', 'model.pb']  # no .tmp left

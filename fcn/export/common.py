@@ -21,18 +21,21 @@ LABEL_KEYS = ('num_classes', 'class_names', 'palette', 'ignore_label')
 QUANTIZATIONS = ('none', 'float16', 'dynamic')  # tflite weights: float32, float16, dynamic-range int8
 
 
-def write_atomic(path, data):
-    """Writes bytes or text to path + '.tmp' and renames it over `path` (creating its folder):
-    readers never see half a file. A full disk or a read-only folder raises
-    fcn.storage.StorageError naming `path`; the file there before is left as it was."""
+def _write_all_then_rename(files):
+    """Writes every (path, data) to path + '.tmp', then renames them in order: a failed write
+    leaves every file there before as it was (its error names the path being written)."""
+    path = files[0][0]
     try:
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        with open(path + '.tmp', 'wb' if isinstance(data, bytes) else 'w') as f:
-            f.write(data)
-        os.replace(path + '.tmp', path)
+        for path, data in files:
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+            with open(path + '.tmp', 'wb' if isinstance(data, bytes) else 'w') as f:
+                f.write(data)
+        for path, _ in files:
+            os.replace(path + '.tmp', path)
     except OSError as e:
-        with contextlib.suppress(OSError):
-            os.remove(path + '.tmp')
+        for written, _ in files:
+            with contextlib.suppress(OSError):
+                os.remove(written + '.tmp')
         error = storage.error_for(e, path, 'the export')
         if error is None:
             raise
@@ -57,11 +60,15 @@ def sidecar_path(model_path):
     return os.path.splitext(model_path)[0] + '.json'
 
 
-def write_sidecar(model_path, info):
+def write_model(model_path, data, info):
+    """Writes an exported model file and its sidecar (`info`) as a pair: both to temporary
+    names first, then the sidecar renamed into place and the model last. A failed write (a
+    full disk) leaves the previous model and sidecar as they were, and a model file on disk
+    always has its sidecar."""
     for key in LABEL_KEYS:
         if key not in info:
             raise ValueError('label info for %s lacks %r (has %s)' % (model_path, key, ', '.join(sorted(info))))
-    write_atomic(sidecar_path(model_path), json.dumps(info, indent=2))
+    _write_all_then_rename([(sidecar_path(model_path), json.dumps(info, indent=2)), (model_path, data)])
 
 
 def read_sidecar(model_path):

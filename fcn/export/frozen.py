@@ -8,7 +8,7 @@ from fcn import inference
 from fcn.deploy import shared_gpu_config
 from fcn.compat import tf, tf1
 from fcn.export.common import (INPUT_NAME, OUTPUT_NAME, check_image, check_model_file, export_info, read_sidecar,
-                               write_atomic, write_sidecar)
+                               write_model)
 
 
 def build_inference_graph(num_classes, inference_options, input_size=None):
@@ -45,9 +45,7 @@ def export(source, out_path):
     the graph's size."""
     data = freeze(source).SerializeToString()
     info = export_info(source)
-    # The sidecar first, the graph last: a model.pb on disk always has its model.json.
-    write_sidecar(out_path, info)
-    write_atomic(out_path, data)
+    write_model(out_path, data, info)
     return len(data)
 
 

@@ -27,8 +27,7 @@ def from_frozen(frozen, out_path, labels=None, opset=OPSET):
     if labels is None:
         raise ValueError('onnx.from_frozen of a GraphDef needs its labels (num_classes, class_names, palette, ignore_label)')
     data = convert(frozen, opset).SerializeToString()
-    common.write_atomic(out_path, data)
-    common.write_sidecar(out_path, dict(labels, format='onnx', input=INPUT, output=OUTPUT, opset=opset))
+    common.write_model(out_path, data, dict(labels, format='onnx', input=INPUT, output=OUTPUT, opset=opset))
     return len(data)
 
 

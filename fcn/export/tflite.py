@@ -34,9 +34,8 @@ def from_frozen(frozen, out_path, labels=None, input_size=None, quantize='none')
             with open(path, 'wb') as f:
                 f.write(frozen.SerializeToString())
             data = _convert(path, height, width, quantize)
-    common.write_atomic(out_path, data)
-    common.write_sidecar(out_path, dict(labels, format='tflite', input=INPUT_NAME + ':0', output=OUTPUT_NAME + ':0',
-                                        input_size=[height, width], quantize=quantize))
+    common.write_model(out_path, data, dict(labels, format='tflite', input=INPUT_NAME + ':0',
+                                            output=OUTPUT_NAME + ':0', input_size=[height, width], quantize=quantize))
     return len(data)
 
 
