@@ -379,7 +379,8 @@ def _is_lr_multipliers(value):
 
 # The choice tuples, owned here: fcn.nets.fcn, fcn.optim and fcn.losses import them.
 MODEL_NAMES = ('fcn32s', 'fcn16s', 'fcn8s')
-UPSAMPLE_MODES = ('learnable', 'fixed')
+UPSAMPLE_MODES = ('learnable', 'per_class', 'fixed')
+LOSS_NORMALIZATIONS = ('valid_pixels', 'sum')
 LR_SCHEDULES = ('fixed', 'poly', 'step', 'exponential', 'cosine')
 OPTIMIZERS = ('momentum', 'sgd', 'adam', 'rmsprop')
 CLASS_WEIGHT_METHODS = ('median_frequency', 'inverse_frequency', 'none')
@@ -489,6 +490,7 @@ CHECKS = {
                         own_types=True, explain=_loss_terms_problem),
     'loss.top_k_percent': fraction(),
     'loss.hard_mining_anneal_steps': non_negative_int(),
+    'loss.normalization': one_of(*LOSS_NORMALIZATIONS),
     'eval.max_images': nullable(positive_int()),
     'eval.interval_secs': non_negative(),
     'eval.timeout_secs': nullable(non_negative()),
