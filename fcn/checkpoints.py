@@ -65,9 +65,11 @@ def shape_map(path):
 def likely_key(name, checkpoint_shape, model_shape):
     """The config key that most likely makes a variable's shapes differ: the number of classes
     when only class dimensions differ in a head layer (fc8 and score layers: the last;
-    transposed convolutions: the last two), the network when the ranks differ, else the width."""
+    transposed convolutions: the last two), the upsampling mode when an upsampling kernel's rank
+    differs (learnable [k, k, C, C], per_class [k, k, C]), the network when other ranks differ,
+    else the width."""
     if len(checkpoint_shape) != len(model_shape):
-        return 'model.name'
+        return 'model.upsample' if 'upscore' in name else 'model.name'
     differing = {i for i, (a, b) in enumerate(zip(checkpoint_shape, model_shape)) if a != b}
     class_dims = {len(model_shape) - 1}
     if 'upscore' in name:

@@ -73,7 +73,7 @@ def vgg_scores(images, num_classes, is_training=False, width=1.0, dropout_keep_p
     return scores, end_points
 
 
-def _upsample(scores, factor, size_like, trainable, scope):
+def _upsample(scores, factor, size_like, mode, scope):
     """`scores` upsampled by `factor` to the spatial size of `size_like`.
 
     Padding to 32 makes every skip exactly 2x its coarser input, and the aligned transposed
@@ -84,11 +84,10 @@ def _upsample(scores, factor, size_like, trainable, scope):
     """
     shape = tf.shape(size_like)
     num_classes = scores.get_shape().as_list()[-1]
-    return upsample.upsample_conv_transpose(
-        scores, factor, [shape[0], shape[1], shape[2], num_classes], trainable=trainable, scope=scope)
+    return upsample.upsample(scores, factor, [shape[0], shape[1], shape[2], num_classes], mode=mode, scope=scope)
 
 
-def _fuse_skips(scores, end_points, num_skips, upsample_trainable, skip_scaling):
+def _fuse_skips(scores, end_points, num_skips, upsample_mode, skip_scaling):
     """Adds the first `num_skips` skips (pool4, then pool3) to the stride-32 scores."""
     num_classes = scores.get_shape().as_list()[-1]
     for layer, score_scope, upsample_scope, scale in SKIPS[:num_skips]:
@@ -96,7 +95,7 @@ def _fuse_skips(scores, end_points, num_skips, upsample_trainable, skip_scaling)
         if skip_scaling:  # the "at-once" recipe: keep the skip's scores small next to fc8's
             skip = skip * scale
         skip_scores = _score_conv(skip, num_classes, score_scope)
-        upscored = _upsample(scores, 2, skip_scores, upsample_trainable, upsample_scope)
+        upscored = _upsample(scores, 2, skip_scores, upsample_mode, upsample_scope)
         scores = tf.add(upscored, skip_scores, name='fuse_' + layer)
         end_points[score_scope] = skip_scores
         end_points['fuse_' + layer] = scores
@@ -104,19 +103,20 @@ def _fuse_skips(scores, end_points, num_skips, upsample_trainable, skip_scaling)
 
 
 def fcn(images, num_classes, name='fcn32s', is_training=False, width=1.0, dropout_keep_prob=0.5,
-        weight_decay=0.0005, upsample_trainable=True, skip_scaling=False):
+        weight_decay=0.0005, upsample='learnable', skip_scaling=False):
     """Per-pixel class logits [B, H, W, num_classes] for RGB `images` [B, H, W, 3] in [0, 255].
 
     `name` is fcn32s, fcn16s or fcn8s. Any H, W: inputs are padded to a multiple of 32 and
     the logits cropped back, so train, eval, export and predict all share this one function.
-    `upsample_trainable` applies to every transposed conv; `skip_scaling` multiplies pool4 by
+    `upsample` (learnable | per_class | fixed, fcn.nets.upsample) applies to every upsampling
+    (the final one and the 2x ones into the skips); `skip_scaling` multiplies pool4 by
     0.01 and pool3 by 0.0001 before scoring (Long et al.'s "at-once" FCN-8s).
     """
     stride = STRIDE >> NUM_SKIPS[name]
     scores, end_points = vgg_scores(images, num_classes, is_training, width, dropout_keep_prob, weight_decay)
     with tf1.variable_scope(HEAD_SCOPE), slim.arg_scope(vgg.arg_scope(weight_decay)):
-        scores = _fuse_skips(scores, end_points, NUM_SKIPS[name], upsample_trainable, skip_scaling)
-        logits = _upsample(scores, stride, end_points['inputs'], upsample_trainable, 'upscore%d' % stride)
+        scores = _fuse_skips(scores, end_points, NUM_SKIPS[name], upsample, skip_scaling)
+        logits = _upsample(scores, stride, end_points['inputs'], upsample, 'upscore%d' % stride)
     image_shape = tf.shape(images)
     logits = logits[:, :image_shape[1], :image_shape[2], :]
     end_points['logits'] = logits
@@ -136,7 +136,7 @@ class ModelOptions:
     width: float = 1.0
     dropout_keep_prob: float = 0.5
     weight_decay: float = 0.0005
-    upsample_trainable: bool = True
+    upsample: str = 'learnable'  # model.upsample: learnable | per_class | fixed
     skip_scaling: bool = False
 
     def kwargs(self):
