@@ -4,14 +4,16 @@
     fcn16s: fc8 -> upscore2 (x2) + score_pool4(pool4) = fuse_pool4 -> upscore16 (x16)
     fcn8s:  fuse_pool4 -> upscore_pool4 (x2) + score_pool3(pool3) = fuse_pool3 -> upscore8 (x8)
 
-Variable scopes, chosen so each net starts from the previous one's checkpoint:
+Variable scopes, chosen so each net starts from the previous one's run (Caffe's net surgery):
   vgg_16/*                    trunk + fc8 (num_classes): the names of vgg_16.ckpt, shared by all three
   fcn/upscore32               fcn32s's final upsampling (not part of 16s / 8s)
   fcn/upscore2, fcn/score_pool4            added by fcn16s, shared with fcn8s
   fcn/upscore16                            fcn16s's final upsampling (not part of 8s)
   fcn/upscore_pool4, fcn/score_pool3, fcn/upscore8   added by fcn8s
-So fcn16s from an fcn32s run restores vgg_16/* and excludes [fcn]; fcn8s from an fcn16s run
-restores vgg_16/*, fcn/upscore2 and fcn/score_pool4 and excludes NEW_SCOPES['fcn8s'].
+STAGES states what each net adds over the one it starts from and what it drops: a later stage
+restores every variable the two nets share (trunk, fc8, the skips already trained, the 2x
+upsampling into pool4) and only what it adds starts fresh (fcn.checkpoints.make_init_fn).
+The upsampling variables exist only for model.upsample learnable / per_class (fixed has none).
 
 Skip score layers start at zero (as in Long et al.), so at initialisation the skip adds
 nothing and the net predicts from its coarser scores only (interpolated differently: see
@@ -30,9 +32,49 @@ NUM_SKIPS = dict(zip(MODEL_NAMES, (0, 1, 2)))  # MODEL_NAMES: fcn32s, fcn16s, fc
 # skips in the order they are fused: (trunk end point, score layer, 2x upsampling into it, at-once scale)
 SKIPS = (('pool4', 'score_pool4', 'upscore2', 0.01),
          ('pool3', 'score_pool3', 'upscore_pool4', 0.0001))
-# scopes a net has that its predecessor (32s -> 16s -> 8s) lacks: init.exclude_scopes to start from it
-NEW_SCOPES = {'fcn16s': ('fcn',),
-              'fcn8s': ('fcn/score_pool3', 'fcn/upscore_pool4', 'fcn/upscore8')}
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+    """What a net adds over the net it starts from (`starts_from`'s run is its init.checkpoint):
+    `adds` start fresh (score layers at zero, upsampling bilinear), `drops` are not part of it;
+    every other variable is shared and restored."""
+    starts_from: str
+    adds: tuple
+    drops: tuple
+
+
+STAGES = {'fcn16s': Stage('fcn32s', adds=('fcn/score_pool4', 'fcn/upscore2', 'fcn/upscore16'),
+                          drops=('fcn/upscore32',)),
+          'fcn8s': Stage('fcn16s', adds=('fcn/score_pool3', 'fcn/upscore_pool4', 'fcn/upscore8'),
+                         drops=('fcn/upscore16',))}
+FIRST_HEAD = ('fcn/upscore32',)  # fcn32s's head scopes (its trunk and fc8 are vgg_16/*)
+
+
+def head_scopes(name):
+    """The fcn/* scopes of net `name`: fcn32s's, then each stage's adds less its drops."""
+    if name not in STAGES:
+        return FIRST_HEAD
+    stage = STAGES[name]
+    return tuple(s for s in head_scopes(stage.starts_from) if s not in stage.drops) + stage.adds
+
+
+def checkpoint_net(variable_names):
+    """The net whose head a checkpoint's variable names hold: the finest whose skip score
+    layers are all there (fcn32s has none, so any checkpoint is at least fcn32s's: a VGG-16
+    seed too, whose fc8 init.exclude_scopes leaves out)."""
+    for name in reversed(MODEL_NAMES):
+        skips = [s for s in head_scopes(name) if '/score_' in s]
+        if all(any(v.startswith(s + '/') for v in variable_names) for s in skips):
+            return name
+    raise AssertionError('unreachable: fcn32s has no skip')  # pragma: no cover
+
+
+def new_scopes(name, variable_names):
+    """Head scopes of net `name` that a checkpoint with these variable names cannot give: what
+    `name` adds over the checkpoint's net (STAGES, over one or more stages), to start fresh."""
+    held = head_scopes(checkpoint_net(variable_names))
+    return tuple(s for s in head_scopes(name) if s not in held)
 
 
 def padded_size(size, multiple=STRIDE):
