@@ -48,7 +48,7 @@ def test_base_yaml_declares_the_new_keys(base_cfg):
     assert train.lr_multipliers == [] and train.bias_lr_multiplier == 1.0
     assert train.clip_gradient_norm == 0.0 and train.decay_steps == 2000 and train.decay_rate == 0.1
     assert base_cfg.loss == {'terms': [{'name': 'cross_entropy', 'weight': 1.0}], 'class_weights': None,
-                             'top_k_percent': 1.0, 'hard_mining_anneal_steps': 0}
+                             'top_k_percent': 1.0, 'hard_mining_anneal_steps': 0, 'normalization': 'valid_pixels'}
 
 
 CLOSED_FORMS = {
