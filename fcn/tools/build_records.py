@@ -55,7 +55,8 @@ def synthetic_spec(args):
 def coco_spec(args):
     from fcn.data import coco
     _require(args, 'coco', data_dir='the folder holding annotations/')
-    return coco.coco_spec(args.data_dir, _splits(args, coco.DEFAULT_SPLITS), args.labels, args.min_labeled_fraction)
+    return coco.coco_spec(args.data_dir, _splits(args, coco.DEFAULT_SPLITS), args.labels, args.min_labeled_fraction,
+                          args.min_labeled_pixels)
 
 
 def folder_spec(args):
@@ -103,7 +104,7 @@ def build_dataset(args):
     from fcn.data import build
     return build.build(result, args.out, num_shards=args.num_shards, num_workers=args.num_workers,
                        overwrite=args.overwrite, skip_bad=args.skip_bad, progress=not args.no_progress,
-                       seed=args.seed)
+                       seed=args.seed, upright=not args.ignore_exif_orientation)
 
 
 def make_parser():
@@ -121,8 +122,13 @@ def make_parser():
     g.add_argument('--sbd_dir', help='SBD "dataset" folder (cls/*.mat, train.txt, val.txt): adds train_aug')
     g.add_argument('--labels', default='voc20', choices=['voc20', 'coco'],
                    help='coco label map: voc20 (VOC classes, other categories background) or coco (80 + background)')
+    g.add_argument('--min_labeled_pixels', type=int, default=1000,
+                   help='coco: leave out training images with fewer labelled pixels than this, background and '
+                        'ignored pixels not counted (default 1000, as torchvision\'s reference; 0 keeps every '
+                        'image); validation keeps every image')
     g.add_argument('--min_labeled_fraction', type=float, default=0.0,
-                   help='coco: leave out training images whose non-background labelled area is below this fraction')
+                   help='coco: also leave out training images whose non-background labelled area is below this '
+                        'fraction of the image (default 0: off)')
     g.add_argument('--label_type', default='labelIds', choices=['labelIds', 'labelTrainIds'],
                    help="cityscapes: read *_gtFine_labelIds.png (mapped to the 19 training ids of cityscapesScripts' "
                         "labels.py) or *_gtFine_labelTrainIds.png (taken as they are)")
@@ -150,6 +156,9 @@ def make_parser():
     g.add_argument('--num_shards', type=int, help='shards per split (default: max(4, images/1024))')
     g.add_argument('--num_workers', type=int, default=os.cpu_count() or 1, help='encoding processes')
     g.add_argument('--overwrite', action='store_true', help='rebuild shards that are already complete')
+    g.add_argument('--ignore_exif_orientation', action='store_true',
+                   help='keep the raw pixels of JPEGs that carry an EXIF orientation (for sets annotated on the '
+                        'raw pixels) instead of turning them upright, and accept label files that carry one')
     g.add_argument('--skip_bad', action='store_true',
                    help='skip bad images / labels (listed in summary.json) instead of stopping')
     g.add_argument('--no_progress', action='store_true', help='no progress bar')
@@ -173,12 +182,23 @@ def _main(argv):
     summary = build_dataset(args)
     from fcn.data import info, sanity
     for split, entry in sorted(summary['splits'].items()):
-        print('%s: %d images in %d shards, %d skipped' % (split, entry['num_images'], entry['num_shards'],
-                                                           len(entry['skipped'])))
+        print(split_line(split, entry))
     print('wrote %s' % info.summary_path(args.out))
     for line in sanity.warnings_for(info.DatasetInfo.from_dict(summary)):
         print('warning: %s' % line, file=sys.stderr)
     return 0
+
+
+def split_line(split, entry):
+    """'train: 90 images in 4 shards, 2 skipped, 8 dropped (--min_labeled_*), 3 turned upright (EXIF)'."""
+    dropped = entry.get('dropped', 0)
+    line = '%s: %d images in %d shards, %d skipped' % (split, entry['num_images'], entry['num_shards'],
+                                                       len(entry['skipped']) - dropped)
+    if dropped:
+        line += ', %d dropped (below --min_labeled_pixels / --min_labeled_fraction)' % dropped
+    if entry.get('exif_turned'):
+        line += ', %d turned upright (EXIF orientation)' % entry['exif_turned']
+    return line
 
 
 def verify(data_dir):
