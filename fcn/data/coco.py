@@ -30,16 +30,13 @@ import numpy as np
 
 from fcn.data.spec import IGNORE_LABEL, BadItem, DatasetError, DatasetSpec, Item, parse_splits, safe_join
 from fcn.data.palette import VOC_CLASSES, voc_palette
+from fcn.data.sanity import is_training_split
 
 # COCO category id of each VOC class, in VOC order (0 = background).
 VOC_COCO_IDS = (0, 5, 2, 16, 9, 44, 6, 3, 17, 62, 21, 67, 18, 19, 4, 1, 64, 20, 63, 7, 72)
 LABEL_MAPS = ('voc20', 'coco')
 DEFAULT_SPLITS = ('train', 'val')
 DEFAULT_MIN_LABELED_PIXELS = 1000
-
-
-def is_training_split(split):
-    return split.startswith('train')
 
 
 def split_folder(split):

@@ -56,12 +56,14 @@ class SbdItem(Item):
         return read_sbd_label(self.mat_path)
 
 
-def make_item(voc_image_dir, sbd_dir, stem, source):
-    """VOC's JPEG when VOC has the image (SBD's images are VOC 2011 ones), else SBD's img/."""
+def make_item(voc_image_dir, sbd_dir, stem, source, fallback_image_dir=None):
+    """The JPEG from voc_image_dir when it has the image (SBD's images are VOC 2011 ones), else
+    from fallback_image_dir (default SBD's img/); the label from SBD's cls/."""
+    fallback_image_dir = fallback_image_dir or os.path.join(sbd_dir, IMAGE_DIR)
     try:
         image = safe_join(voc_image_dir, stem + '.jpg')
         if not os.path.isfile(image):
-            image = safe_join(os.path.join(sbd_dir, IMAGE_DIR), stem + '.jpg')
+            image = safe_join(fallback_image_dir, stem + '.jpg')
         mat = safe_join(os.path.join(sbd_dir, CLS_DIR), stem + '.mat')
     except DatasetError as e:
         return BadItem(stem, source, e.reason)

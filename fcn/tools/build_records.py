@@ -2,6 +2,8 @@
 
   python build_tfrecords.py --dataset synthetic --out data/demo
   python build_tfrecords.py --dataset voc --data_dir VOC2012 [--sbd_dir SBD/dataset] --out data/voc
+  python build_tfrecords.py --dataset voc --data_dir VOC2012 --sbd_dir SBD/dataset --splits sbd_train,seg11valid \\
+      --out data/voc-fcn      # the FCN paper's protocol (train on sbd_train, evaluate on seg11valid)
   python build_tfrecords.py --dataset coco --data_dir coco --labels voc20 --out data/coco-voc
   python build_tfrecords.py --dataset cityscapes --data_dir cityscapes --out data/cityscapes [--label_type labelTrainIds]
   python build_tfrecords.py --dataset ade20k --data_dir ADEChallengeData2016 --out data/ade20k
@@ -113,13 +115,16 @@ def make_parser():
     p.add_argument('--out', help='output folder for shards and summary.json (required unless --verify)')
     p.add_argument('--verify', metavar='DIR', help='instead of building: check every record of every shard in DIR '
                                                    '(checksums, image and label decode) and name the bad ones')
-    p.add_argument('--splits', help='comma-separated splits to build (voc: default train,val[,train_aug]; '
+    p.add_argument('--splits', help='comma-separated splits to build (voc: default train,val[,train_aug]; also '
+                                    'seg11valid and, with --sbd_dir, sbd_train: the FCN paper\'s protocol; '
                                     'coco, cityscapes, ade20k: default train,val; records: default every split found)')
     g = p.add_argument_group('voc / sbd / coco / cityscapes / ade20k')
     g.add_argument('--data_dir', help='VOC2012 folder (voc), COCO root with annotations/ (coco), the folder holding '
                                       'leftImg8bit/ and gtFine/ (cityscapes), ADEChallengeData2016 (ade20k) or the '
                                       'folder of *.tfrecord shards (records)')
-    g.add_argument('--sbd_dir', help='SBD "dataset" folder (cls/*.mat, train.txt, val.txt): adds train_aug')
+    g.add_argument('--sbd_dir', help='SBD "dataset" folder (cls/*.mat, img/, train.txt, val.txt): adds train_aug '
+                                     '(DeepLab-style protocol, with val); --splits sbd_train,seg11valid writes '
+                                     'the FCN paper\'s protocol instead (never mix the two)')
     g.add_argument('--labels', default='voc20', choices=['voc20', 'coco'],
                    help='coco label map: voc20 (VOC classes, other categories background) or coco (80 + background)')
     g.add_argument('--min_labeled_pixels', type=int, default=1000,
