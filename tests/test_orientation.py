@@ -220,3 +220,22 @@ def test_coco_label_follows_the_frame_its_json_describes(json_size, tmp_path):
 def test_folder_items_take_masks_as_upright():
     item = folder.IndexMaskItem('a', 'a.jpg', 'a.png')
     assert not item.labelled_on_raw_pixels((40, 24), (24, 40))
+
+
+def test_voc_and_sbd_builders_turn_tagged_jpegs_too(tmp_path):
+    """Every builder reads its photos through fcn.data.build.load_image: VOC's JPEGImages and
+    SBD's img/ alike (a 180-degree tag keeps the size, so only the pixels tell)."""
+    from fcn.data import voc
+    voc_dir, sbd_dir = str(tmp_path / 'VOC2012'), str(tmp_path / 'sbd')
+    data = fx.write_voc(voc_dir, {'train': ['2007_000001'], 'val': ['2007_000002']})
+    fx.write_sbd(sbd_dir, {'train': ['2008_000100'], 'val': []})
+    paths = [os.path.join(voc_dir, 'JPEGImages', '2007_000001.jpg'), os.path.join(sbd_dir, 'img', '2008_000100.jpg')]
+    for path in paths:
+        tagged_jpeg(path, raw_pixels(path).copy(), 3)
+    out = str(tmp_path / 'out')
+    summary = build.build(voc.voc_spec(voc_dir, ['train', 'train_aug'], sbd_dir=sbd_dir), out)
+    examples = {ex['filename']: ex for ex in fx.read_examples(out, 'train_aug')}
+    for stem, path in zip(('2007_000001', '2008_000100'), paths):
+        np.testing.assert_array_equal(examples[stem]['image'], np.rot90(raw_pixels(path), 2), err_msg=stem)
+    np.testing.assert_array_equal(examples['2007_000001']['label'], data['2007_000001'][1])
+    assert summary['splits']['train']['exif_turned'] == 1 and summary['splits']['train_aug']['exif_turned'] == 2
