@@ -25,7 +25,6 @@ IMAGE_DIR = 'JPEGImages'
 LABEL_DIR = 'SegmentationClass'
 LIST_DIR = os.path.join('ImageSets', 'Segmentation')
 SEG11VALID_LIST = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'seg11valid.txt')
-PROTOCOL_SPLITS = ('seg11valid', 'sbd_train')
 SHOWN_MISSING = 5
 
 
@@ -138,7 +137,7 @@ def train_aug_items(voc_dir, sbd_dir):
 def seg11valid_items(voc_dir):
     """The 736 seg11valid images with VOC's labels (the list ships in fcn/data)."""
     items = [make_item(voc_dir, stem, SEG11VALID_LIST) for stem in read_list(SEG11VALID_LIST)]
-    _check_listed(items, 'seg11valid', SEG11VALID_LIST, voc_dir)
+    _check_listed(items, 'seg11valid', SEG11VALID_LIST)
     return items
 
 
@@ -155,11 +154,11 @@ def sbd_train_items(voc_dir, sbd_dir):
                            'seg11valid was made disjoint from' % (len(overlap), _shortlist(overlap)), path)
     items = [sbd.make_item(os.path.join(sbd_dir, sbd.IMAGE_DIR), sbd_dir, stem, path,
                            fallback_image_dir=os.path.join(voc_dir, IMAGE_DIR)) for stem in stems]
-    _check_listed(items, 'sbd_train', path, sbd_dir)
+    _check_listed(items, 'sbd_train', path)
     return items
 
 
-def _check_listed(items, split, list_file, root):
+def _check_listed(items, split, list_file):
     """DatasetError naming the list and the listed images whose image or label file is missing."""
     if not items:
         raise DatasetError('split %r is empty' % split, list_file)
@@ -170,8 +169,8 @@ def _check_listed(items, split, list_file, root):
         if absent:
             missing.append('%s (%s)' % (item.name, ', '.join(absent)))
     if missing:
-        raise DatasetError('%s: %d of the %d images listed here are missing from %s: %s' % (
-            split, len(missing), len(items), root, _shortlist(missing)), list_file)
+        raise DatasetError('%s: %d of the %d images listed here are missing (image or label file not found): %s'
+                           % (split, len(missing), len(items), _shortlist(missing)), list_file)
 
 
 def _shortlist(names):
