@@ -8,7 +8,8 @@ MOSTLY_IGNORED = 0.5  # a split whose ignored share of the pixels is above this 
 
 
 def is_training_split(name):
-    return name.startswith('train')
+    """train, train_aug, train2017, sbd_train...: the splits trained on."""
+    return name.startswith('train') or name.endswith('_train')
 
 
 def warnings_for(info):
