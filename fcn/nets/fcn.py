@@ -77,6 +77,13 @@ def new_scopes(name, variable_names):
     return tuple(s for s in head_scopes(name) if s not in held)
 
 
+def upsampling_layers(name):
+    """[(scope, factor, stride of its input)] of net `name`'s upsampling layers, in graph order."""
+    layers = [('fcn/' + up_scope, 2, STRIDE >> i) for i, (_, _, up_scope, _) in enumerate(SKIPS[:NUM_SKIPS[name]])]
+    stride = STRIDE >> NUM_SKIPS[name]
+    return layers + [('fcn/upscore%d' % stride, stride, stride)]
+
+
 def padded_size(size, multiple=STRIDE):
     return (size + multiple - 1) // multiple * multiple
 
