@@ -50,12 +50,22 @@ def build_records(out, size, num_train, num_val):
     return out
 
 
+def stage_of(recipe):
+    return next(stage for stage, name, _ in STAGES if name == recipe)
+
+
+def lr_factor(text):
+    stage, _, factor = text.partition('=')
+    return stage, float(factor)
+
+
 def stage_config(recipe, args, records, run_dir, init):
     """The recipe, loaded as shipped, scaled to the proxy."""
     from fcn.config import load_config
     shipped = load_config(os.path.join(REPO, 'configs', recipe))
     base32 = load_config(os.path.join(REPO, 'configs', STAGES[0][1]))
     lr = args.lr32 * shipped.train.learning_rate / base32.train.learning_rate
+    lr *= dict(args.lr_factor).get(stage_of(recipe), 1.0)  # an experiment off the recipe (reported)
     steps = int(round(args.steps32 * shipped.train.steps / base32.train.steps))
     return load_config(os.path.join(REPO, 'configs', recipe), [
         'data.dir=%s' % records, 'data.train_split=train', 'data.eval_split=val', 'data.num_classes=null',
@@ -152,6 +162,8 @@ def main():
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--seed_steps', type=int, default=1500, help='steps of the VGG-16 stand-in (batch 8, Adam)')
     parser.add_argument('--stages', default=','.join(s for s, _, _ in STAGES))
+    parser.add_argument('--lr_factor', type=lr_factor, action='append', default=[], metavar='STAGE=X',
+                        help="an experiment off the recipes: that stage's learning rate times X (e.g. fcn8s=100)")
     args = parser.parse_args()
     os.makedirs(args.workdir, exist_ok=True)
     records = build_records(os.path.join(args.workdir, 'records'), args.size, args.num_train, args.num_val)
