@@ -240,3 +240,22 @@ def test_voc_and_sbd_builders_turn_tagged_jpegs_too(tmp_path):
         np.testing.assert_array_equal(examples[stem]['image'], np.rot90(raw_pixels(path), 2), err_msg=stem)
     np.testing.assert_array_equal(examples['2007_000001']['label'], data['2007_000001'][1])
     assert summary['splits']['train']['exif_turned'] == 1 and summary['splits']['train_aug']['exif_turned'] == 2
+
+
+def test_indexed_records_with_tagged_jpegs_get_a_warning(tmp_path, capsys):
+    """Records of another tool keep their bytes: `--dataset records` counts the tagged JPEGs
+    (`exif_tagged`) and warns that training reads them unturned."""
+    root = str(tmp_path / 'set')
+    write_tagged_folder(root, tags=(3, 1))
+    raw_records = str(tmp_path / 'raw')
+    assert folder_build(root, raw_records, '--ignore_exif_orientation') == 0, capsys.readouterr().err
+    capsys.readouterr()
+    out = str(tmp_path / 'indexed')
+    assert fx.build_in_process('records', raw_records, out, '--num_classes', '3') == 0, capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "warning: split 'train': 1 image carries an EXIF orientation: these records hold the raw pixels" in err
+    assert DatasetInfo.read(out).splits['train'].to_dict()['exif_tagged'] == 1
+    upright_records = str(tmp_path / 'upright')
+    assert folder_build(root, upright_records) == 0
+    assert fx.build_in_process('records', upright_records, str(tmp_path / 'indexed2'), '--num_classes', '3') == 0
+    assert 'EXIF' not in capsys.readouterr().err
