@@ -99,6 +99,10 @@ class _PerVariableRate:
 
     def __init__(self, factor_of, *args, **kwargs):
         super(_PerVariableRate, self).__init__(*args, **kwargs)
+        if not hasattr(self, self._RATE):  # a private attribute of TensorFlow's v1 optimizers (2.12 to 2.21)
+            raise RuntimeError('this TensorFlow\'s %s keeps its learning rate elsewhere than %s: per-variable '
+                               'learning rates (train.lr_multipliers under adam / rmsprop) need fcn/multipliers.py '
+                               'updated' % (type(self).__mro__[2].__name__, self._RATE))
         self._factor_of = factor_of
 
     def _at_rate(self, var, apply, *args):
@@ -106,7 +110,7 @@ class _PerVariableRate:
         if factor == 1.0:
             return apply(*args)
         rate = getattr(self, self._RATE)
-        setattr(self, self._RATE, tf.multiply(rate, factor, name='learning_rate_x%g' % factor))
+        setattr(self, self._RATE, tf.multiply(rate, factor, name='scaled_learning_rate'))
         try:
             return apply(*args)
         finally:

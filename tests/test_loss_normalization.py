@@ -10,7 +10,7 @@ from fcn import accumulate, deploy, losses, options
 from fcn.compat import tf, tf1
 from fcn.config import ConfigError, load_config
 from fcn.data.info import DatasetInfo, SplitInfo
-from pipeline_fixtures import REPO_ROOT
+from pipeline_fixtures import REPO_ROOT, run_script
 
 DEMO = os.path.join(REPO_ROOT, 'configs', 'demo.yaml')
 NUM_CLASSES = 3
@@ -177,3 +177,12 @@ def test_the_config_reaches_the_loss_options():
 def _info():
     return DatasetInfo(num_classes=3, class_names=('a', 'b', 'c'), palette=((0, 0, 0),) * 3, ignore_label=IGNORE,
                        splits={'train': SplitInfo(10)})
+
+
+def test_train_py_refuses_sum_with_dice_in_one_line():
+    run = run_script('train.py', '--config', 'configs/demo.yaml', '--set', 'loss.normalization=sum',
+                     '--set', 'loss.terms=[{name: dice}]')
+    assert run.returncode == 2 and 'Traceback' not in run.stderr
+    assert run.stderr.strip() == ('error: --set: loss.normalization sum needs losses that are sums over pixels '
+                                  '(cross_entropy, focal); loss.terms has dice (a ratio over the whole batch): use '
+                                  'loss.normalization valid_pixels or drop it')

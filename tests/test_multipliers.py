@@ -273,3 +273,11 @@ def test_the_trainer_gives_fc8_ten_times_the_step_and_biases_twice(records, tmp_
         # w + step rounds to the variable's float32 spacing: a few of them apart at most
         np.testing.assert_allclose(factored[name], factor * delta, rtol=1e-3, atol=4 * factor * spacing[name],
                                    err_msg=name)
+
+
+def test_large_and_zero_factors_build_and_zero_freezes_the_variable(base_cfg):
+    initial, grads = _random_problem(steps=1)
+    after, _ = _updates(*_options(base_cfg, 'adam', lr_multipliers=(('vgg_16/fc8', 1e6), ('vgg_16/fc7', 0.0)),
+                                  bias=1.0), initial, grads)
+    np.testing.assert_array_equal(after['vgg_16/fc7/weights'], initial['vgg_16/fc7/weights'])
+    assert not np.array_equal(after['vgg_16/fc8/weights'], initial['vgg_16/fc8/weights'])

@@ -184,14 +184,14 @@ def test_a_camera_style_exif_block_written_by_exiftool_is_turned(tmp_path, capsy
 
 # ----------------------------------------------------------------------------- COCO
 
-def write_tagged_coco(root, json_size):
-    """One train image, raw 24x40, tagged 6; its JSON says json_size ('raw' or 'upright') and
+def write_tagged_coco(root, json_size, tag=6):
+    """One train image, raw 24x40, tagged `tag`; its JSON says json_size ('raw' or 'upright') and
     the person box is drawn in that frame. Returns the label expected in the record."""
     scenes = {'train': [('000000000501', 24, 40, [])], 'val': [('000000000601', 24, 40, [])]}
     fx.write_coco(root, scenes)
     path = os.path.join(root, 'train2017', '000000000501.jpg')
-    tagged_jpeg(path, raw_pixels(path).copy(), 6)
-    height, width = (24, 40) if json_size == 'raw' else (40, 24)
+    tagged_jpeg(path, raw_pixels(path).copy(), tag)
+    height, width = (24, 40) if json_size == 'raw' else orientation.upright_size(24, 40, tag)
     mask = fx.box(height, width, 2, 12, 3, 20)
     with open(coco.annotation_path(root, 'train')) as f:
         doc = json.load(f)
@@ -201,18 +201,19 @@ def write_tagged_coco(root, json_size):
     with open(coco.annotation_path(root, 'train'), 'w') as f:
         json.dump(doc, f)
     label = np.where(mask, 15, 0).astype(np.uint8)  # person = 15 in voc20
-    return np.rot90(label, -1) if json_size == 'raw' else label
+    return np.rot90(label, ROT90_K[tag]) if json_size == 'raw' else label
 
 
-@pytest.mark.parametrize('json_size', ['raw', 'upright'])
-def test_coco_label_follows_the_frame_its_json_describes(json_size, tmp_path):
+@pytest.mark.parametrize('json_size, tag', [('raw', 6), ('upright', 6), ('raw', 3)])
+def test_coco_label_follows_the_frame_its_json_describes(json_size, tag, tmp_path):
+    """The JSON's size tells the frame; where it cannot (180 degrees), the raw pixels' (COCO's own)."""
     root = str(tmp_path / 'coco')
-    expected = write_tagged_coco(root, json_size)
+    expected = write_tagged_coco(root, json_size, tag)
     out = str(tmp_path / 'out')
     summary = build.build(coco.coco_spec(root, ['train', 'val'], min_labeled_pixels=0), out)
     (ex,) = fx.read_examples(out, 'train')
     raw = raw_pixels(os.path.join(root, 'train2017', '000000000501.jpg'))
-    np.testing.assert_array_equal(ex['image'], np.rot90(raw, -1))
+    np.testing.assert_array_equal(ex['image'], np.rot90(raw, ROT90_K[tag]))
     np.testing.assert_array_equal(ex['label'], expected)
     assert summary['splits']['train']['exif_turned'] == 1 and summary['splits']['val']['exif_turned'] == 0
 
@@ -239,3 +240,22 @@ def test_voc_and_sbd_builders_turn_tagged_jpegs_too(tmp_path):
         np.testing.assert_array_equal(examples[stem]['image'], np.rot90(raw_pixels(path), 2), err_msg=stem)
     np.testing.assert_array_equal(examples['2007_000001']['label'], data['2007_000001'][1])
     assert summary['splits']['train']['exif_turned'] == 1 and summary['splits']['train_aug']['exif_turned'] == 2
+
+
+def test_indexed_records_with_tagged_jpegs_get_a_warning(tmp_path, capsys):
+    """Records of another tool keep their bytes: `--dataset records` counts the tagged JPEGs
+    (`exif_tagged`) and warns that training reads them unturned."""
+    root = str(tmp_path / 'set')
+    write_tagged_folder(root, tags=(3, 1))
+    raw_records = str(tmp_path / 'raw')
+    assert folder_build(root, raw_records, '--ignore_exif_orientation') == 0, capsys.readouterr().err
+    capsys.readouterr()
+    out = str(tmp_path / 'indexed')
+    assert fx.build_in_process('records', raw_records, out, '--num_classes', '3') == 0, capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "warning: split 'train': 1 image carries an EXIF orientation: these records hold the raw pixels" in err
+    assert DatasetInfo.read(out).splits['train'].to_dict()['exif_tagged'] == 1
+    upright_records = str(tmp_path / 'upright')
+    assert folder_build(root, upright_records) == 0
+    assert fx.build_in_process('records', upright_records, str(tmp_path / 'indexed2'), '--num_classes', '3') == 0
+    assert 'EXIF' not in capsys.readouterr().err

@@ -224,3 +224,7 @@ def test_a_jpeg_with_an_exif_orientation_is_segmented_and_written_upright(run, t
     raw_ids, _ = predict('raw.png', 'd')
     assert kept.shape == (40, 64)
     np.testing.assert_array_equal(kept, raw_ids)
+    flag = run_script('predict.py', '--model', model_path, '--out', str(tmp_path / 'e'), '--ignore_exif_orientation',
+                      str(photos / 'turned.jpg'))
+    assert flag.returncode == 0, flag.stderr
+    np.testing.assert_array_equal(read_index_png(str(tmp_path / 'e' / 'turned.png')), raw_ids)

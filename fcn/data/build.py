@@ -5,7 +5,8 @@ A dataset module (voc, sbd, coco, folder, synthetic, cityscapes, ade20k) turns p
 `DatasetSpec` (fcn.data.spec): class names, palette and, per split, a list of `Item`s. An item knows its image file and how to load its label; everything else happens
 here, the same for every dataset: image decoding and checks, label range checks, parallel
 encoding in worker processes, shard writing (temporary name, renamed when complete), resuming,
-and the summary (written through fcn.data.info, statistics from fcn.data.stats).
+and the summary (written through fcn.data.info, statistics from fcn.data.stats). JPEGs with an
+EXIF orientation are turned upright here (fcn.orientation; `upright=False` keeps raw pixels).
 
 Resuming: next to each complete shard, `.build/<shard>.json` holds its statistics and a
 fingerprint of the items it was built from. A rerun keeps a shard whose file and stats exist
