@@ -7,7 +7,8 @@ config. Restarting the same command resumes from the run dir's latest checkpoint
 
 import time
 
-from fcn import accumulate, checkpoints, deploy, failures, losses, optim, options, rundir, runlock, stopping, summaries
+from fcn import accumulate, checkpoints, deploy, failures, losses, optim, options, runlock, stopping, summaries
+from fcn import run as runs
 from fcn.cluster import done, roles, runtime
 from fcn.compat import loss_scale_optimizer, session_options, set_op_determinism, slim, tf, tf1, visible_gpus
 from fcn.config import ConfigError
@@ -191,7 +192,7 @@ def _hooks(cfg, graph, scaffold, is_chief, log, stop_on_signal=None):
                                                scaffold=scaffold)
     summary_hook = SummarySaverHook(train.steps, save_steps=train.summary_every_steps, output_dir=train.run_dir,
                                     scaffold=scaffold)
-    watch = RunDirWatch(train.run_dir, rundir.config_path(train.run_dir))
+    watch = RunDirWatch(train.run_dir, runs.Run(train.run_dir).config_path)
     return [stop, stop_on_signal], [monitor, watch, saver_hook, summary_hook]
 
 
@@ -267,9 +268,12 @@ def _train(cfg, cluster_info, log, signals, lock=None):
         if is_chief and cluster_info is not None:
             done.signal_done(done.done_file(run_dir))
         return checkpoint_step(latest)
-    info = rundir.dataset_for_training(cfg, resuming=latest is not None)
+    run = runs.Run(run_dir)
+    if latest is not None:  # resuming: the run decides every run-bound key (fcn.run)
+        cfg = run.bind(cfg, log)
+    info = _dataset_for_training(cfg, run, resuming=latest is not None)
     if is_chief:
-        rundir.write(cfg, info)
+        run.write(cfg, info)
     server = (runtime.start_server(cluster_info, cfg.deploy.gpu_memory_growth)
               if cluster_info is not None else None)
     graph = TrainGraph(cfg, deploy_config, cluster_info, info)
@@ -293,6 +297,20 @@ def _train(cfg, cluster_info, log, signals, lock=None):
             log('done: %s' % tf1.train.latest_checkpoint(run_dir))
     del server
     return step
+
+
+def _dataset_for_training(cfg, run, resuming):
+    """The dataset description a training run uses: a resumed run keeps the classes it was
+    started with (its dataset.json, checked against the records); a new run takes the records'."""
+    if resuming:
+        run.check_classes(cfg.data.dir)
+        return dataset_info.for_config(cfg)
+    info = dataset_info.DatasetInfo.read(cfg.data.dir)
+    expected = cfg.data.num_classes
+    if expected is not None and int(expected) != info.num_classes:
+        raise ConfigError('data.num_classes is %d but %s says %d classes; drop the key or fix it'
+                          % (expected, info.source, info.num_classes))
+    return info
 
 
 def _run_session(cfg, graph, scaffold, cluster_info, hooks, chief_hooks):

@@ -3,7 +3,8 @@ import os
 
 import pytest
 
-from fcn import checkpoints, eval_lib, train_lib
+from fcn import eval_lib, train_lib
+from fcn.run import Run
 from pipeline_fixtures import build_synthetic, run_script, tiny_config, tiny_overrides
 
 EXTRA = ['model.width=0.0625', 'train.crop_size=32', 'train.batch_size=2', 'eval.interval_secs=1']
@@ -33,7 +34,7 @@ def test_loop_evaluates_new_checkpoints_and_stops_after_the_final_step(data_dir,
     messages = []
     assert eval_lib.evaluate_loop(cfg, progress=False, timeout_secs=1.5, log=messages.append) == 1
     assert messages[0] == 'no GPU visible: evaluating on the CPU'
-    assert messages[1].endswith('step 2: mIoU %.2f%%' % (100 * checkpoints.read_best(run_dir)['miou']))
+    assert messages[1].endswith('step 2: mIoU %.2f%%' % (100 * Run(run_dir).read_best()['miou']))
     assert messages[2:] == ['waiting for a new checkpoint in %s, checking every 1 s' % run_dir,
                             'no new checkpoint in %s for 1.5 s (eval.timeout_secs): stopping' % run_dir]
 
