@@ -150,7 +150,7 @@ def test_export_freezes_the_ema_shadows(ema_run, tmp_path):
 
 def test_ema_config_on_a_checkpoint_without_shadows_is_a_clear_error(random_run):
     cfg = _config(random_run.data.dir, random_run.train.run_dir, 'train.ema_decay=0.99')
-    with pytest.raises(ValueError, match='ExponentialMovingAverage.*train.ema_decay=0'):
+    with pytest.raises(ValueError, match='ExponentialMovingAverage.*eval.moving_averages=false'):
         eval_lib.predictions_for_split(cfg, tf1.train.latest_checkpoint(cfg.train.run_dir))
 
 
