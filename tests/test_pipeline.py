@@ -72,7 +72,7 @@ def test_training_lowers_the_loss_and_writes_run_dir(trained):
         assert 'steps: 40' in f.read()
 
 
-# The tags of README's TensorBoard section, exactly (the input queues' fill levels aside).
+# The tags of docs/training.md's TensorBoard section, exactly (the input queues' fill levels aside).
 TRAIN_TAGS = {'loss/total', 'loss/segmentation', 'loss/cross_entropy', 'learning_rate', 'image', 'ground_truth', 'prediction'}
 QUEUE_TAG = re.compile(r'^(parallel_read(/filenames)?|batch|prefetch_queue)/fraction_of_\d+_full$')
 EVAL_SCALARS = {'eval/miou', 'eval/fwiou', 'eval/pixel_accuracy', 'eval/mean_class_accuracy', 'eval/confusion_matrix',
@@ -87,7 +87,7 @@ def test_tensorboard_tags_are_the_documented_ones(trained):
     values = _summary_values(trained.train.run_dir)
     tags = set(values)
     assert {t for t in tags if not QUEUE_TAG.match(t)} == TRAIN_TAGS, sorted(tags)
-    with open(os.path.join(REPO_ROOT, 'README.md')) as f:
+    with open(os.path.join(REPO_ROOT, 'docs', 'training.md')) as f:
         readme = f.read()
     for tag in TRAIN_TAGS | EVAL_SCALARS | {prefix + '/NAME' for prefix in EVAL_CLASS_PREFIXES}:
         assert '`%s`' % tag in readme, tag
