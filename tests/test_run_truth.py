@@ -13,11 +13,12 @@ import subprocess
 import sys
 import threading
 
+import cv2
 import numpy as np
 import pytest
 
 from datasets_fixtures import read_examples
-from fcn import eval_lib, export, predict_lib, train_lib
+from fcn import browse, eval_lib, export, predict_lib, train_lib
 from fcn import run as runs
 from fcn.compat import tf, tf1
 from fcn.config import ConfigError, load_config
@@ -380,3 +381,37 @@ def test_two_writers_of_latest_json_never_leave_it_half_written(tmp_path):
     with open(path) as f:
         assert json.load(f) in payloads
     assert os.listdir(str(tmp_path)) == ['latest.json']  # no temporaries left
+
+
+# --- resume and browse ----------------------------------------------------------------------
+
+def test_a_resumed_run_keeps_what_it_was_trained_as(records, skip_run, tmp_path):
+    run_dir = str(tmp_path / 'run')
+    shutil.copytree(skip_run[0], run_dir, ignore=shutil.ignore_patterns('eval', 'best'))
+    step = int(skip_run[1].rsplit('-', 1)[1])
+    with pytest.raises(ConfigError, match='--set model.skip_scaling=false disagrees'):
+        train_lib.train(_plain(records, run_dir, 'train.steps=%d' % (step + 1), 'model.skip_scaling=false'),
+                        log=lambda *_: None)
+    lines = []
+    assert train_lib.train(_plain(records, run_dir, 'train.steps=%d' % (step + 1)), log=lines.append) == step + 1
+    assert any(line.endswith('taken from its config.yaml: model.skip_scaling true (not false)') for line in lines)
+    assert _own(run_dir).model.skip_scaling is True  # the rewritten config.yaml still says so
+    assert _own(run_dir).train.steps == step + 1  # a free key: the command's
+
+
+def test_browse_augment_shows_the_runs_preprocessing(records, skip_run, tmp_path):
+    """The run was trained on 64-px crops; demo.yaml says 96: browsing the run shows 64."""
+    run_dir = skip_run[0]
+    cfg = load_config(os.path.join(REPO_ROOT, 'configs', 'demo.yaml'),
+                      ['data.dir=%s' % records, 'train.run_dir=%s' % run_dir])
+    assert cfg.train.crop_size != 64 and _own(run_dir).train.crop_size == 64
+    lines = []
+    paths = browse.browse(cfg, str(tmp_path / 'out'), augment=True, num=1, log=lines.append)
+    assert any('train.crop_size 64 (not 96)' in line for line in lines), lines
+    sheet = cv2.imread(paths[0])
+    assert sheet.shape[1] == 3 * 64 + 200  # three 64-px panels and the legend
+    lines = []
+    paths = browse.browse(load_config(os.path.join(REPO_ROOT, 'configs', 'demo.yaml'),
+                                      ['data.dir=%s' % records, 'train.run_dir=%s' % run_dir, 'train.crop_size=32']),
+                          str(tmp_path / 'out32'), augment=True, num=1, log=lines.append)
+    assert cv2.imread(paths[0]).shape[1] == 3 * 32 + 200  # a --set still chooses what to look at
