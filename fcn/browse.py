@@ -30,8 +30,8 @@ def browse(cfg, out_dir, split=None, augment=False, num=16, log=print):
         cfg = run.bind(cfg, log, keys=runs.PREPROCESSING_KEYS, overridable=True)
     aug = options.augment(cfg) if augment else None
     seed = cfg.train.seed
-    return write_samples(cfg.data.dir, split or cfg.data.train_split, dataset_info.for_config(cfg), out_dir,
-                         num, aug, seed, log)
+    info = dataset_info.for_run(cfg.train.run_dir, cfg.data.dir, cfg.data.num_classes)
+    return write_samples(cfg.data.dir, split or cfg.data.train_split, info, out_dir, num, aug, seed, log)
 
 
 def write_samples(data_dir, split, info, out_dir, num=16, aug=None, seed=None, log=print):

@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from fcn import deploy, failures, inference, metrics, visualize
+from fcn import options as option_values
 from fcn import run as runs
 from fcn.compat import checkpoint_exists, tf, tf1, visible_gpus
 from fcn.progress import bar as progress_bar
@@ -64,8 +65,10 @@ def options(cfg, split=None):
     e = cfg.eval
     return EvalOptions(
         data_dir=cfg.data.dir, split=split or cfg.data.eval_split, run_dir=cfg.train.run_dir,
-        info=dataset_info.for_config(cfg), inference=inference.options(cfg), ema_decay=float(cfg.train.ema_decay),
-        moving_averages=bool(e.moving_averages), max_images=e.max_images, fscore_beta=float(e.fscore_beta), save_predictions=bool(e.save_predictions),
+        info=dataset_info.for_run(cfg.train.run_dir, cfg.data.dir, cfg.data.num_classes),
+        inference=option_values.inference(cfg), ema_decay=float(cfg.train.ema_decay),
+        moving_averages=bool(e.moving_averages), max_images=e.max_images, fscore_beta=float(e.fscore_beta),
+        save_predictions=bool(e.save_predictions),
         per_image=bool(e.per_image), checkpoint=e.checkpoint, interval_secs=float(e.interval_secs),
         timeout_secs=e.timeout_secs, max_evals=e.max_evals, final_step=int(cfg.train.steps))
 

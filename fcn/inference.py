@@ -3,9 +3,9 @@ format build predictions with `predict_classes` and load weights with `ModelRest
 they all predict the same thing.
 
 `predict_classes` takes explicit values (DeepLab's `model.predict_labels_multi_scale` shape);
-`options(cfg)` turns a config into them:
+`fcn.options.inference(cfg)` turns a config into them:
 
-    classes = predict_classes(images, num_classes, **options(cfg))
+    classes = predict_classes(images, num_classes, **fcn.options.inference(cfg))
     restorer = ModelRestorer(cfg.train.ema_decay, cfg.eval.moving_averages)  # after the model
 
 - scales / flip: the argmax of softmax probabilities summed over one pass per scale (input
@@ -21,18 +21,9 @@ they all predict the same thing.
   than one tile takes the whole-image path: exactly the untiled result.
 """
 from fcn import checkpoints, optim
-from fcn import options as option_values
 from fcn.compat import tf, tf1
 from fcn.config import ConfigError
 from fcn.nets import fcn as fcn_net
-
-
-def options(cfg):
-    """The keyword arguments of `predict_classes` (after images, num_classes) from a config:
-    model.*, eval.scales, eval.flip, eval.tile_size, eval.tile_overlap (checked)."""
-    return {'model': option_values.model(cfg).kwargs(), 'scales': check_scales(cfg.eval.scales),
-            'flip': bool(cfg.eval.flip), 'tile_size': check_tile_size(cfg.eval.tile_size),
-            'tile_overlap': check_tile_overlap(cfg.eval.tile_overlap)}
 
 
 def check_scales(scales):

@@ -132,7 +132,8 @@ def test_a_skip_scaling_run_is_evaluated_exported_and_predicted_as_trained(recor
     results, lines = _evaluate(plain)
     assert lines[0] == 'weights: raw weights of %s' % checkpoint
     assert lines[1] == ('the run in %s was trained with other values than %s: taken from its config.yaml: '
-                        'model.skip_scaling true (not false)' % (run_dir, os.path.join(REPO_ROOT, 'configs', 'demo.yaml')))
+                        'model.skip_scaling true (not false)'
+                        % (run_dir, os.path.join(REPO_ROOT, 'configs', 'demo.yaml')))
     own_results, own_lines = _evaluate(own)
     assert not [line for line in own_lines if 'taken from' in line]
     assert results['miou'] == own_results['miou']
@@ -172,7 +173,8 @@ def test_a_set_of_a_run_bound_key_that_disagrees_is_an_error(records, skip_run, 
         assert result.returncode == 2, (script, result.stderr)
         assert result.stderr.strip() == (
             'error: --set model.skip_scaling=false disagrees with the run in %s, trained with model.skip_scaling: '
-            'true (%s); drop the override, or use another train.run_dir' % (run_dir, os.path.join(run_dir, 'config.yaml')))
+            'true (%s); drop the override, or use another train.run_dir'
+            % (run_dir, os.path.join(run_dir, 'config.yaml')))
     assert not os.path.exists(tmp_path / 'm.pb')
     with pytest.raises(ConfigError, match=r'--set train.ema_decay=0.5 disagrees .* eval.moving_averages: false'):
         eval_lib.evaluate_once(_plain(records, run_dir, 'train.ema_decay=0.5'), progress=False)
@@ -194,7 +196,8 @@ def test_an_ema_run_is_evaluated_and_exported_with_its_moving_averages_by_defaul
     assert results['confusion_matrix'] == _evaluate(_own(run_dir))[0]['confusion_matrix']
     raw_results, raw_lines = _evaluate(_plain(records, run_dir, 'eval.moving_averages=false'))
     assert raw_lines[0] == 'weights: raw weights of %s (eval.moving_averages false)' % checkpoint
-    assert raw_results['confusion_matrix'] == _evaluate(_own(run_dir, 'eval.moving_averages=false'))[0]['confusion_matrix']
+    raw_own, _ = _evaluate(_own(run_dir, 'eval.moving_averages=false'))
+    assert raw_results['confusion_matrix'] == raw_own['confusion_matrix']
     assert raw_results['confusion_matrix'] != results['confusion_matrix']
 
     averaged_path, raw_path = str(tmp_path / 'ema.pb'), str(tmp_path / 'raw.pb')

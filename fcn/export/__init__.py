@@ -105,8 +105,8 @@ class ExportSource:
 
 def export_source(cfg, checkpoint):
     """The ExportSource of `checkpoint` with `cfg` as given (export() binds it to the run first)."""
-    from fcn import inference
-    return ExportSource(checkpoint=checkpoint, labels=label_info(cfg), inference=inference.options(cfg),
+    from fcn import options
+    return ExportSource(checkpoint=checkpoint, labels=label_info(cfg), inference=options.inference(cfg),
                         model=cfg.model.to_dict(), ema_decay=float(cfg.train.ema_decay),
                         moving_averages=bool(cfg.eval.moving_averages))
 
@@ -114,7 +114,7 @@ def export_source(cfg, checkpoint):
 def label_info(cfg):
     """num_classes, class names, palette and ignore label of the dataset the model was trained
     on: the run's own description (RUN_DIR/dataset.json), else the records' summary.json."""
-    info = dataset_info.for_config(cfg)
+    info = dataset_info.for_run(cfg.train.run_dir, cfg.data.dir, cfg.data.num_classes)
     return {'num_classes': info.num_classes, 'class_names': list(info.class_names),
             'palette': [list(c) for c in info.palette], 'ignore_label': info.ignore_label}
 
