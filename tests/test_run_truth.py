@@ -256,6 +256,15 @@ def test_another_runs_checkpoint_is_that_run(records, skip_run, ema_run, tmp_pat
     _assert_same(_frozen_predictions(model_path, records), b_as_trained)
     assert _snapshot(run_a) == before
 
+    # configs/coco-fcn32s.yaml's suggestion: eval.checkpoint names the other run (evaluated once)
+    os.remove(os.path.join(run_b, 'eval', 'latest.json'))
+    result = run_script('eval.py', '--config', os.path.join(run_a, 'config.yaml'), '--set', 'train.run_dir=%s' % run_a,
+                        '--set', 'eval.checkpoint=%s' % run_b)
+    assert result.returncode == 0, result.stderr
+    assert 'belongs to the run in %s' % run_b in result.stdout
+    assert os.path.isfile(os.path.join(run_b, 'eval', 'latest.json'))
+    assert _snapshot(run_a) == before
+
 
 def test_a_bare_checkpoint_takes_the_configs_model_keys(records, skip_run, tmp_path):
     """A checkpoint with no run beside it (a converted file, vgg_16.ckpt) is built as the config says."""

@@ -1,8 +1,8 @@
 """Evaluate an FCN: python eval.py --config configs/voc.yaml [--checkpoint PATH] [--once]
 
-Without --once, waits for each new checkpoint in train.run_dir and evaluates it, until
-the final training step (or --max_evals / --timeout_secs, default eval.max_evals /
-eval.timeout_secs). Each new best mIoU is copied to RUN_DIR/best (best.json names it).
+Without --once (and without --checkpoint or eval.checkpoint: those are evaluated once), waits
+for each new checkpoint in train.run_dir and evaluates it, until the final training step (or
+--max_evals / --timeout_secs, default eval.max_evals / eval.timeout_secs). Each new best mIoU is copied to RUN_DIR/best (best.json names it).
 --save_predictions (or eval.save_predictions: true) also writes a palette PNG of class ids per
 image, named after the record's filename, to RUN_DIR/eval/predictions-STEP/.
 --per_image (or eval.per_image: true) also writes each image's pixel accuracy, mIoU and per-class
@@ -35,7 +35,7 @@ def main():
     if args.per_image:
         cfg.eval.per_image = True
     from fcn import eval_lib
-    if args.once or args.checkpoint:
+    if args.once or args.checkpoint or cfg.eval.checkpoint:  # a named checkpoint is evaluated once
         eval_lib.evaluate_once(cfg, args.checkpoint)
     else:
         eval_lib.evaluate_loop(cfg, max_evals=args.max_evals, timeout_secs=args.timeout_secs)
