@@ -295,7 +295,7 @@ def _evaluate(graph, checkpoint, progress, log=_say):
     return results, path
 
 
-def _bound(cfg, checkpoint=None, log=_say):
+def _bound(cfg, checkpoint=None):
     """(Run, bound config, checkpoint source): the run the evaluation is about; the lines
     open_run says are logged after the weights line, which comes first."""
     lines = []
