@@ -4,6 +4,7 @@ latest, new ones, the global step, best/) are fcn.run.Run's."""
 import os
 
 from fcn.compat import checkpoint_exists, tf, tf1
+from fcn.nets import fcn as fcn_net
 
 MODEL_SCOPES = ('vgg_16', 'fcn')
 
@@ -61,9 +62,11 @@ def shape_map(path):
 def likely_key(name, checkpoint_shape, model_shape):
     """The config key that most likely makes a variable's shapes differ: the number of classes
     when only class dimensions differ in a head layer (fc8 and score layers: the last;
-    transposed convolutions: the last two), the network when the ranks differ, else the width."""
+    transposed convolutions: the last two), the upsampling mode when an upsampling kernel's rank
+    differs (learnable [k, k, C, C], per_class [k, k, C]), the network when other ranks differ,
+    else the width."""
     if len(checkpoint_shape) != len(model_shape):
-        return 'model.name'
+        return 'model.upsample' if 'upscore' in name else 'model.name'
     differing = {i for i, (a, b) in enumerate(zip(checkpoint_shape, model_shape)) if a != b}
     class_dims = {len(model_shape) - 1}
     if 'upscore' in name:
@@ -90,11 +93,12 @@ def check_shapes(path, variables, shapes=None):
                                   % (name, path, shapes[name], model_shape, key, key))
 
 
-def variables_to_restore(path, exclude_scopes=(), ignore_missing_vars=False, variables=None):
+def variables_to_restore(path, exclude_scopes=(), ignore_missing_vars=False, variables=None, new_scopes=()):
     """{checkpoint name: variable} for model variables not in `exclude_scopes`.
 
-    A model variable the checkpoint lacks is an error unless `ignore_missing_vars`; a
-    shape mismatch is always an error (it names both shapes).
+    A model variable the checkpoint lacks is an error unless it lies under `new_scopes` (what
+    the model adds over the checkpoint's net: it starts as initialised) or `ignore_missing_vars`;
+    a shape mismatch is always an error (it names both shapes).
     """
     shapes = shape_map(path)
     if variables is None:
@@ -105,7 +109,8 @@ def variables_to_restore(path, exclude_scopes=(), ignore_missing_vars=False, var
         if _excluded(name, exclude_scopes):
             continue
         if name not in shapes:
-            missing.append(name)
+            if not _excluded(name, new_scopes):
+                missing.append(name)
             continue
         restore_map[name] = var
     check_shapes(path, restore_map, shapes)
@@ -118,18 +123,26 @@ def variables_to_restore(path, exclude_scopes=(), ignore_missing_vars=False, var
     return restore_map
 
 
-def make_init_fn(path, exclude_scopes=(), ignore_missing_vars=False):
+def make_init_fn(path, exclude_scopes=(), ignore_missing_vars=False, model_name=None):
     """A Scaffold init_fn restoring pre-trained weights (run only when the run dir has no checkpoint).
 
     `path` is a checkpoint prefix (vgg_16.ckpt) or a run folder (FCN-16s from the FCN-32s run).
+    With `model_name` (model.name), every variable the model shares with the checkpoint's net is
+    restored and only what the model adds over that net (fcn.nets.fcn.STAGES) may be missing: it
+    starts as Caffe's surgery starts it (score layers at zero, upsampling bilinear). The init_fn
+    carries `checkpoint`, `restored` (names) and `fresh` (model variables left as initialised).
     """
     if path is None:
         return None
     path = resolve(path)
-    saver = tf1.train.Saver(variables_to_restore(path, exclude_scopes, ignore_missing_vars))
+    added = fcn_net.new_scopes(model_name, list(shape_map(path))) if model_name else ()
+    restore_map = variables_to_restore(path, exclude_scopes, ignore_missing_vars, new_scopes=added)
+    saver = tf1.train.Saver(restore_map)
 
     def init_fn(scaffold, session):
         del scaffold
         saver.restore(session, path)
     init_fn.checkpoint = path
+    init_fn.restored = sorted(restore_map)
+    init_fn.fresh = sorted(set(_strip(v.op.name) for v in model_variables()) - set(restore_map))
     return init_fn

@@ -51,7 +51,7 @@ def check_tile_overlap(overlap):
 def predict_classes(images, num_classes, model, scales=(1.0,), flip=False, tile_size=None, tile_overlap=0.25):
     """Class ids [B, H, W] (int32) for RGB float images [B, H, W, 3] in [0, 255].
 
-    `model`: keyword arguments of `fcn.nets.fcn.fcn` (name, width, upsample_trainable, ...;
+    `model`: keyword arguments of `fcn.nets.fcn.fcn` (name, width, upsample, ...;
     see `options`). The first call in a graph creates the model's variables, later calls
     (e.g. a second input of a SavedModel) share them.
     """

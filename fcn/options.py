@@ -38,7 +38,7 @@ def model(cfg):
     """ModelOptions from the `model` section."""
     m = cfg.model
     return ModelOptions(name=m.name, width=float(m.width), dropout_keep_prob=float(m.dropout_keep_prob),
-                        weight_decay=float(m.weight_decay), upsample_trainable=m.upsample == 'learnable',
+                        weight_decay=float(m.weight_decay), upsample=m.upsample,
                         skip_scaling=bool(m.skip_scaling))
 
 

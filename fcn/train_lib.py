@@ -204,7 +204,7 @@ def _scaffold(cfg, graph):
         init_fn = None
         if latest is None:
             init_fn = checkpoints.make_init_fn(cfg.init.checkpoint, cfg.init.exclude_scopes,
-                                               cfg.init.ignore_missing_vars)
+                                               cfg.init.ignore_missing_vars, model_name=cfg.model.name)
         else:
             checkpoints.check_shapes(latest, {v.op.name: v for v in tf1.global_variables()})
         saver = tf1.train.Saver(max_to_keep=cfg.train.keep_checkpoints, sharded=True)
@@ -282,6 +282,9 @@ def _train(cfg, cluster_info, log, signals, lock=None):
         log('resuming from %s' % tf1.train.latest_checkpoint(run_dir))
     elif is_chief and init_fn is not None:
         log('initialising from %s' % init_fn.checkpoint)
+        log('%d model variables restored, %d start as initialised%s' % (
+            len(init_fn.restored), len(init_fn.fresh),
+            ': ' + ', '.join(init_fn.fresh) if 0 < len(init_fn.fresh) <= 8 else ''))
     elif is_chief:
         log('training from scratch (init.checkpoint is null)')
     stop_on_signal = StopOnSignal(signals) if is_chief else None

@@ -161,13 +161,15 @@ def test_resume_with_other_classes_names_data_num_classes(tiny_run, records, tmp
         train_lib.train(cfg, log=lambda *_: None)
 
 
-def test_likely_key_names_classes_width_or_network():
+def test_likely_key_names_classes_width_upsampling_or_network():
     assert checkpoints.likely_key('vgg_16/fc8/weights', [1, 1, 512, 21], [1, 1, 512, 5]) == 'data.num_classes'
     assert checkpoints.likely_key('vgg_16/fc8/biases', [21], [5]) == 'data.num_classes'
     assert checkpoints.likely_key('fcn/upscore/weights', [64, 64, 21, 21], [64, 64, 5, 5]) == 'data.num_classes'
     assert checkpoints.likely_key('vgg_16/fc8/weights', [1, 1, 512, 21], [1, 1, 256, 21]) == 'model.width'
     assert checkpoints.likely_key('vgg_16/conv1/conv1_1/weights', [3, 3, 3, 64], [3, 3, 3, 8]) == 'model.width'
     assert checkpoints.likely_key('fcn/score_pool4/weights', [1, 1, 64, 5], [5]) == 'model.name'
+    assert checkpoints.likely_key('fcn/upscore32/weights', [64, 64, 21, 21], [64, 64, 21]) == 'model.upsample'
+    assert checkpoints.likely_key('fcn/upscore32/weights', [64, 64, 21], [64, 64, 5]) == 'data.num_classes'
 
 
 def test_export_of_a_run_needs_no_records(tiny_run, records, tmp_path):
