@@ -1,13 +1,9 @@
 """Checkpoints: initialising a model from a pre-trained one (TF-Slim's vgg_16.ckpt) with clear
-errors; finding a run's checkpoint to evaluate or export, its global step, waiting for new ones,
-and keeping the best (RUN_DIR/best)."""
-import json
+errors, and checking a checkpoint's shapes against the model. A run's own checkpoints (the
+latest, new ones, the global step, best/) are fcn.run.Run's."""
 import os
-import shutil
-import time
 
-from fcn import runlock
-from fcn.compat import checkpoint_exists, latest_checkpoint, tf, tf1
+from fcn.compat import checkpoint_exists, tf, tf1
 from fcn.nets import fcn as fcn_net
 
 MODEL_SCOPES = ('vgg_16', 'fcn')
@@ -150,109 +146,3 @@ def make_init_fn(path, exclude_scopes=(), ignore_missing_vars=False, model_name=
     init_fn.restored = sorted(restore_map)
     init_fn.fresh = sorted(set(_strip(v.op.name) for v in model_variables()) - set(restore_map))
     return init_fn
-
-
-# --- a run's checkpoints: find, step, poll, best ----------------------------------------------
-
-BEST_SUBDIR = 'best'
-BEST_FILE = 'best.json'
-BEST_LOCK = 'best.lock'  # in the run dir: held while best/ is updated
-
-
-def find(*sources):
-    """The checkpoint named by the first source that is not None (e.g. --checkpoint,
-    eval.checkpoint, train.run_dir): that prefix, or the latest checkpoint of that folder."""
-    source = next((s for s in sources if s), None)
-    path = latest_checkpoint(source)
-    if path is None:
-        raise FileNotFoundError('no checkpoint found at %r (expected a checkpoint prefix or a run dir '
-                                'holding one; train first or pass --checkpoint)' % source)
-    return path
-
-
-def global_step(checkpoint):
-    """The global step saved in `checkpoint`."""
-    return int(tf.train.load_checkpoint(checkpoint).get_tensor('global_step'))
-
-
-def _say(message):
-    print(message, flush=True)  # at once, also into a log file
-
-
-def new_checkpoints(run_dir, interval_secs, timeout_secs=None, log=_say):
-    """Yields the run dir's latest checkpoint each time it changes, checking every
-    `interval_secs`; says what it waits for whenever it starts waiting; ends after
-    `timeout_secs` without a new checkpoint (None: waits forever)."""
-    last, announced = None, False
-    waiting_since = time.time()
-    while True:
-        checkpoint = latest_checkpoint(run_dir)
-        if checkpoint is not None and checkpoint != last:
-            last, announced = checkpoint, False
-            yield checkpoint
-            waiting_since = time.time()
-            continue
-        waited = time.time() - waiting_since
-        if timeout_secs is not None and waited >= timeout_secs:
-            log('no new checkpoint in %s for %g s (eval.timeout_secs): stopping' % (run_dir, timeout_secs))
-            return
-        if not announced:
-            log('waiting for a new checkpoint in %s, checking every %g s%s' % (
-                run_dir, interval_secs, '' if checkpoint else ' (none there yet)'))
-            announced = True
-        pause = interval_secs if timeout_secs is None else min(interval_secs, timeout_secs - waited)
-        time.sleep(max(pause, 0.0))
-
-
-def best_dir(run_dir):
-    return os.path.join(run_dir, BEST_SUBDIR)
-
-
-def read_best(run_dir):
-    """The record of run_dir/best (global_step, miou, checkpoint, source), or None."""
-    path = os.path.join(best_dir(run_dir), BEST_FILE)
-    if not os.path.isfile(path):
-        return None
-    with open(path) as f:
-        return json.load(f)
-
-
-def keep_best(run_dir, checkpoint, results):
-    """Copies `checkpoint` to run_dir/best when its mIoU (results['miou']) beats the recorded
-    best; True if so.
-
-    Each file is copied under a temporary name and renamed; the checkpoint state file and
-    best.json are rewritten after the copy, and the previous best's files removed last, so
-    run_dir/best always names a complete checkpoint (eval/export --checkpoint run_dir/best).
-    Evaluators hold RUN_DIR/best.lock meanwhile, so two of them never mix their files.
-    """
-    with runlock.exclusive(os.path.join(run_dir, BEST_LOCK)):  # two evaluators take turns
-        return _keep_best(run_dir, checkpoint, results)
-
-
-def _keep_best(run_dir, checkpoint, results):
-    best = read_best(run_dir)
-    if best is not None and results['miou'] <= best['miou']:
-        return False
-    target_dir = best_dir(run_dir)
-    os.makedirs(target_dir, exist_ok=True)
-    name = os.path.basename(checkpoint)
-    for path in tf.io.gfile.glob(checkpoint + '.*'):
-        target = os.path.join(target_dir, os.path.basename(path))
-        shutil.copyfile(path, target + '.tmp')
-        os.replace(target + '.tmp', target)
-    tf1.train.update_checkpoint_state(target_dir, name, all_model_checkpoint_paths=[name])
-    write_json(os.path.join(target_dir, BEST_FILE),
-               {'global_step': results['global_step'], 'miou': results['miou'],
-                'checkpoint': os.path.join(target_dir, name), 'source': checkpoint})
-    for entry in os.listdir(target_dir):
-        if entry not in (BEST_FILE, 'checkpoint') and not entry.startswith(name + '.'):
-            os.remove(os.path.join(target_dir, entry))
-    return True
-
-
-def write_json(path, data):
-    """Writes `data` as JSON under a temporary name, then renames it into place."""
-    with open(path + '.tmp', 'w') as f:
-        json.dump(data, f, indent=2)
-    os.replace(path + '.tmp', path)
