@@ -12,9 +12,13 @@ A recipe (configs/*.yaml) states its facts once, in header lines at its top:
 tests/test_recipes.py checks the two agree): `python -m fcn.recipes` prints it.
 
 `caffe_stage` names the fcn.berkeleyvision.org solver the recipe's stage is measured against:
-the total step, lr on the per-pixel-mean loss x images a step x steps x mean schedule factor /
-(1 - momentum), Caffe's lr on the mean loss being base_lr x 187,500 (a 500x375 image) at batch 1
-and momentum 0.99 (`total_step`, `caffe_total_step`).
+the total step, lr on the per-pixel-mean loss x steps x mean schedule factor / (1 - momentum),
+Caffe's lr on the mean loss being base_lr x 187,500 (a 500x375 image) at batch 1 and momentum 0.99
+(`total_step`, `caffe_total_step`). The batch size is not a factor: the loss is a mean over the
+batch, so one step moves the weights lr x the mean gradient whatever the batch; the linear scaling
+rule (a batch k times larger takes k times the learning rate for 1/k of the steps) keeps this
+product, lr x steps, unchanged. The staged recipes (FCN-16s, FCN-8s) are held within
+TOTAL_STEP_BOUND of Caffe's stage: their zero-initialised skip layers must move as far as Caffe's.
 """
 import collections
 import glob
@@ -37,6 +41,7 @@ CAFFE_SOLVERS = {  # fcn.berkeleyvision.org voc-fcn*/solver.prototxt: batch 1, f
     'fcn8s-atonce': CaffeSolver(1e-10, 300000),
 }
 TOTAL_STEP_BOUND = 2.0  # a staged recipe's total step is within this factor of its Caffe stage's
+BOUND_STAGES = ('fcn16s', 'fcn8s')  # the stages that start zero-initialised skips from an earlier run
 
 
 class RecipeError(ValueError):
@@ -94,19 +99,20 @@ def mean_schedule_factor(name, lr_power=0.9, end_factor=0.0):
     raise RecipeError('total step: train.lr_schedule %r is not computed (fixed, poly, cosine are)' % name)
 
 
-def total_step(learning_rate, batch_size, steps, momentum, schedule_factor, normalization, pixels=CAFFE_PIXELS):
-    """lr on the per-pixel-mean loss x images a step x steps x mean schedule factor / (1 - momentum).
+def total_step(learning_rate, steps, momentum, schedule_factor, normalization, pixels=CAFFE_PIXELS):
+    """lr on the per-pixel-mean loss x steps x mean schedule factor / (1 - momentum): how far a
+    steady gradient moves a weight over the stage (the batch size is not a factor: module doc).
 
     Under loss.normalization `sum` the loss of an image is `pixels` times its mean, so its lr
     counts `pixels` times."""
     mean_lr = learning_rate * (pixels if normalization == 'sum' else 1.0)
-    return mean_lr * batch_size * steps * schedule_factor / (1.0 - momentum)
+    return mean_lr * steps * schedule_factor / (1.0 - momentum)
 
 
 def caffe_total_step(stage):
     """The total step of fcn.berkeleyvision.org's solver for `stage` (CAFFE_SOLVERS)."""
     solver = CAFFE_SOLVERS[stage]
-    return total_step(solver.base_lr, 1, solver.iterations, CAFFE_MOMENTUM, 1.0, 'sum')
+    return total_step(solver.base_lr, solver.iterations, CAFFE_MOMENTUM, 1.0, 'sum')
 
 
 def config_total_step(cfg):
@@ -118,8 +124,7 @@ def config_total_step(cfg):
         raise RecipeError('total step: train.warmup_steps %r is not computed' % t.warmup_steps)
     momentum = t.momentum if t.optimizer == 'momentum' else 0.0
     factor = mean_schedule_factor(t.lr_schedule, t.lr_power, t.end_learning_rate / t.learning_rate)
-    return total_step(t.learning_rate, t.batch_size * t.accumulate_steps, t.steps, momentum, factor,
-                      cfg.loss.normalization)
+    return total_step(t.learning_rate, t.steps, momentum, factor, cfg.loss.normalization)
 
 
 UPSAMPLING_CLASSES = (21, 81, 150)  # VOC, COCO-81, ADE20K

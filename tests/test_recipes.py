@@ -73,12 +73,13 @@ def test_caffe_total_steps():
 
 @pytest.mark.parametrize('name, facts', STAGED, ids=[n for n, _ in STAGED])
 def test_total_step_within_2x_of_caffe_and_written_in_the_header(name, facts):
-    """Total step = lr on the mean loss x batch x steps x mean schedule factor / (1 - momentum),
-    from the resolved config; within 2x of Caffe's for the recipe's stage; the header's
-    'Total step: ... = X' states that number (to the 2-3 digits written)."""
+    """Total step = lr on the mean loss x steps x mean schedule factor / (1 - momentum), from the
+    resolved config; a staged recipe's (FCN-16s, FCN-8s) within 2x of Caffe's for its stage; the
+    header's 'Total step: ... = X' states that number (to the 2-3 digits written)."""
     cfg = _load(name)
     ours, caffe = recipes.config_total_step(cfg), recipes.caffe_total_step(facts['caffe_stage'])
-    assert 1 / recipes.TOTAL_STEP_BOUND <= ours / caffe <= recipes.TOTAL_STEP_BOUND, (name, ours, caffe)
+    if facts['caffe_stage'] in recipes.BOUND_STAGES or cfg.loss.normalization == 'sum':
+        assert 1 / recipes.TOTAL_STEP_BOUND <= ours / caffe <= recipes.TOTAL_STEP_BOUND, (name, ours, caffe)
     with open(os.path.join(CONFIG_DIR, name)) as f:
         written = re.search(r'^# Total step: .*?= ([0-9.,]+)', f.read(), re.M)
     assert written, '%s: no "# Total step: ... = X" line' % name
