@@ -67,3 +67,13 @@ def fine_tune_one_step(records, run_dir, init_checkpoint):
     train_lib.train(cfg, log=messages.append)
     return (messages, tf.train.load_checkpoint(init_checkpoint),
             tf.train.load_checkpoint(tf1.train.latest_checkpoint(run_dir)))
+
+
+def fake_checkpoint_files(run_dir, step):
+    """`run_dir`/model.ckpt-STEP as two files of known text (not a readable checkpoint): for tests
+    of copying and rotating a run's checkpoint files."""
+    prefix = os.path.join(run_dir, 'model.ckpt-%d' % step)
+    for suffix in ('.index', '.data-00000-of-00001'):
+        with open(prefix + suffix, 'w') as f:
+            f.write('%d%s' % (step, suffix) * 1000)
+    return prefix

@@ -25,7 +25,7 @@ from fcn.config import ConfigError, load_config
 from fcn.data.palette import read_index_png
 from fcn.export.common import sidecar_path
 from fcn.export.frozen import FrozenModel
-from pipeline_fixtures import REPO_ROOT, build_synthetic, run_script, tiny_config, tiny_overrides
+from pipeline_fixtures import REPO_ROOT, fake_checkpoint_files, build_synthetic, run_script, tiny_config, tiny_overrides
 
 FCN8S = ['model.name=fcn8s', 'model.width=0.0625', 'train.batch_size=2', 'eval.interval_secs=0']
 
@@ -333,20 +333,12 @@ def test_the_evaluator_beside_a_rotating_trainer(records, tmp_path):
     assert out.splitlines()[-1] == 'step %d is the final step (train.steps %d): done' % (steps, steps)
 
 
-def _fake_checkpoint(run_dir, step):
-    prefix = os.path.join(run_dir, 'model.ckpt-%d' % step)
-    for suffix in ('.index', '.data-00000-of-00001'):
-        with open(prefix + suffix, 'w') as f:
-            f.write('%d%s' % (step, suffix) * 1000)
-    return prefix
-
-
 def test_a_checkpoint_vanishing_while_copied_to_best_leaves_the_previous_best_whole(tmp_path, monkeypatch):
     run_dir = str(tmp_path)
     run = runs.Run(run_dir)
-    assert run.keep_best(_fake_checkpoint(run_dir, 10), {'global_step': 10, 'miou': 0.5})
+    assert run.keep_best(fake_checkpoint_files(run_dir, 10), {'global_step': 10, 'miou': 0.5})
     before = _snapshot(run.best_dir)
-    newer = _fake_checkpoint(run_dir, 20)
+    newer = fake_checkpoint_files(run_dir, 20)
     real_copy = shutil.copyfile
 
     def copy_then_rotate(src, dst):

@@ -13,7 +13,7 @@ import pytest
 
 from fcn import runlock, train_lib
 from fcn.cluster.roles import ClusterInfo
-from pipeline_fixtures import REPO_ROOT, run_script, tiny_config, tiny_overrides
+from pipeline_fixtures import REPO_ROOT, fake_checkpoint_files, run_script, tiny_config, tiny_overrides
 
 HOLDER = ('import sys, time\n'
           'from fcn import runlock\n'
@@ -87,20 +87,12 @@ def test_only_the_chief_takes_the_trainer_lock(holder, monkeypatch):
         train_lib.train(cfg, ClusterInfo('worker', 0, spec))  # worker 0 is the chief here
 
 
-def _fake_checkpoint(run_dir, step):
-    prefix = os.path.join(run_dir, 'model.ckpt-%d' % step)
-    for suffix in ('.index', '.data-00000-of-00001'):
-        with open(prefix + suffix, 'w') as f:
-            f.write('%d%s' % (step, suffix) * 1000)
-    return prefix
-
-
 def test_two_evaluators_take_turns_on_best(tmp_path, monkeypatch):
     """Evaluator A is paused in the middle of copying its (worse) checkpoint to best/ while
     evaluator B keeps a better one. Unlocked, A would then finish and overwrite B's best."""
     from fcn import run as runs
     run_dir = str(tmp_path)
-    worse, better = _fake_checkpoint(run_dir, 10), _fake_checkpoint(run_dir, 20)
+    worse, better = fake_checkpoint_files(run_dir, 10), fake_checkpoint_files(run_dir, 20)
     a_copying, a_may_go = threading.Event(), threading.Event()
     real_copy = runs.shutil.copyfile
 
