@@ -74,13 +74,13 @@ def fetch_entry(entry, dest, show_progress=True, vgg_width=1.0, log=print):
             os.remove(marker)
         path = os.path.join(downloads, archive.filename)
         digests = _get(entry, archive, path, downloads, show_progress, log)
+        log('%s: unpacking into %s' % (archive.filename, dest))
+        written = download.unpack(path, dest, archive.members, check=catalog.layout_check(archive, vgg_width))
         if not archive.checksums:
             log('%s: sha256 %s (no published checksum%s; pin it with --manifest: {"%s": {"urls": [...], '
                 '"sha256": "%s"}})' % (archive.filename, digests['sha256'],
-                                      ": its vgg_16.ckpt is checked by names and shapes" if entry.name == 'vgg16'
-                                      else ': checked by its layout', entry.name, digests['sha256']))
-        log('%s: unpacking into %s' % (archive.filename, dest))
-        written = download.unpack(path, dest, archive.members, check=catalog.layout_check(archive, vgg_width))
+                                      ": its vgg_16.ckpt has TF-Slim's vgg_16 names and shapes" if entry.name == 'vgg16'
+                                      else ': its layout was checked', entry.name, digests['sha256']))
         download.write_marker(marker, {'name': entry.name, 'archive': archive.filename, 'md5': digests['md5'],
                                        'sha256': digests['sha256'], 'unpacked': written})
         if not entry.keep_archives:
