@@ -12,6 +12,7 @@ reached) serving small archives in the exact real layouts, named through --manif
   manifest, and Cityscapes' archives put in place by hand.
 """
 import contextlib
+import fcntl
 import hashlib
 import http.server
 import io
@@ -19,11 +20,13 @@ import json
 import os
 import re
 import shlex
+import signal
 import socket
 import subprocess
 import sys
 import tarfile
 import threading
+import time
 import zipfile
 
 import numpy as np
@@ -49,7 +52,7 @@ class Server:
     request (path, Range header), and can drop the connection halfway through a path once."""
 
     def __init__(self):
-        self.files, self.requests, self.drop_once = {}, [], set()
+        self.files, self.requests, self.drop_once, self.pause = {}, [], set(), {}
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -81,7 +84,13 @@ class Server:
                     self.connection.shutdown(socket.SHUT_RDWR)
                     self.close_connection = True
                     return
-                self.wfile.write(body)
+                if self.path in server.pause:  # half now, the rest after a pause (a slow download)
+                    self.wfile.write(body[:len(body) // 2])
+                    self.wfile.flush()
+                    server.pause.pop(self.path).wait(60)
+                    body = body[len(body) // 2:]
+                with contextlib.suppress(OSError):  # a client that went away
+                    self.wfile.write(body)
 
             def log_message(self, *args):
                 pass
@@ -339,7 +348,7 @@ def test_a_wrong_checksum_removes_the_file_and_unpacks_nothing(server, archives,
     line = error_line(fetch(work, 'voc', '--manifest', manifest))
     assert line == ('error: checksum mismatch for %s: expected md5 %s, got %s; the file was removed, nothing was '
                     'unpacked' % (os.path.join('data', 'downloads', VOC_TAR), '0' * 32, md5(archives[VOC_TAR])))
-    assert os.listdir(work / 'data' / 'downloads') == []
+    assert os.listdir(work / 'data' / 'downloads') == ['.fetch.lock']
     assert sorted(os.listdir(work / 'data')) == ['downloads']
 
 
@@ -437,7 +446,7 @@ def test_cityscapes_says_where_to_get_and_put_its_archives_then_unpacks_them(tmp
                     'download gtFine_trainvaltest.zip (241 MB) and leftImg8bit_trainvaltest.zip (11 GB) and put both '
                     'in %s, then rerun this command (it checks and unpacks them) (missing: gtFine_trainvaltest.zip, '
                     'leftImg8bit_trainvaltest.zip)' % downloads)
-    os.makedirs(work / downloads)
+    os.makedirs(work / downloads, exist_ok=True)
     for name, top, suffix in (('gtFine_trainvaltest.zip', 'gtFine', 'gtFine_labelIds.png'),
                               ('leftImg8bit_trainvaltest.zip', 'leftImg8bit', 'leftImg8bit.png')):
         with zipfile.ZipFile(work / downloads / name, 'w') as z:
@@ -483,3 +492,52 @@ def test_the_vgg_16_layout_checked_is_tf_slims_own():
         slim = {v.op.name: v.shape.as_list() for v in tf1.global_variables()}
     assert expected_vgg_16(1.0) == slim
     assert len(slim) == 32
+
+
+def test_ctrl_c_keeps_the_partial_download_and_the_next_call_resumes(server, archives, tmp_path):
+    work = workdir(tmp_path)
+    manifest = write_manifest(tmp_path / 'manifest.json', server, archives)
+    release = threading.Event()
+    server.pause['/' + VOC_TAR] = release
+    part = work / 'data' / 'downloads' / (VOC_TAR + '.part')
+    proc = subprocess.Popen([sys.executable, 'fetch.py', '--no_progress', 'voc', '--manifest', manifest],
+                            cwd=str(work), env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 60
+        while not (part.exists() and part.stat().st_size >= len(archives[VOC_TAR]) // 2) and time.time() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        release.set()
+        if proc.poll() is None:
+            proc.kill()
+    half = part.stat().st_size
+    assert proc.returncode == 130, out + err
+    assert err.strip().splitlines()[-1] == ('interrupted: %s keeps the %.1f KiB received so far; rerun the same '
+                                           'command to resume' % (os.path.join('data', 'downloads', VOC_TAR + '.part'),
+                                                                  half / 1024.0)), err
+    assert not os.path.exists(work / 'data' / 'VOCdevkit')
+    again = fetch(work, 'voc', '--manifest', manifest)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert server.requests[-1] == ('/' + VOC_TAR, 'bytes=%d-' % half)
+    assert os.path.isdir(work / 'data' / 'VOCdevkit' / 'VOC2012')
+
+
+def test_one_fetch_per_folder_and_a_killed_unpack_is_cleared(server, archives, tmp_path):
+    work = workdir(tmp_path)
+    manifest = write_manifest(tmp_path / 'manifest.json', server, archives)
+    os.makedirs(work / 'data' / 'downloads')
+    lock = work / 'data' / 'downloads' / '.fetch.lock'
+    with open(lock, 'w') as held:  # another fcn-fetch, as it holds the folder
+        fcntl.flock(held, fcntl.LOCK_EX)
+        held.write('4242')
+        held.flush()
+        line = error_line(fetch(work, 'voc', '--manifest', manifest))
+    assert line == 'error: data is in use by another fcn-fetch (pid 4242, holding %s): wait for it to end' % (
+        os.path.join('data', 'downloads', '.fetch.lock'))
+    assert server.requests == []
+    os.makedirs(work / 'data' / '.unpack-x1y2' / 'VOCdevkit')  # left by a fetch killed while unpacking
+    run = fetch(work, 'voc', '--manifest', manifest)
+    assert run.returncode == 0, run.stderr
+    assert sorted(os.listdir(work / 'data')) == ['VOCdevkit', 'downloads']

@@ -14,6 +14,7 @@ This module knows nothing of datasets (fcn/fetch/catalog.py says what each name 
 Every failure is a FetchError (a ValueError: fcn.cli prints it as one `error:` line).
 """
 import errno
+import fcntl
 import hashlib
 import http.client
 import json
@@ -53,6 +54,10 @@ def download(urls, path, checksums=None, size=None, show_progress=True, log=prin
         try:
             _fetch(url, part, size, show_progress, log)
             break
+        except KeyboardInterrupt:  # fcn.cli prints this and exits 130
+            kept = os.path.getsize(part) if os.path.exists(part) else 0
+            raise KeyboardInterrupt('interrupted: %s keeps the %s received so far; rerun the same command to '
+                                    'resume' % (part, _size_text(kept))) from None
         except _Transient as e:
             failures.append('%s: %s' % (url, e))
             if len(urls) > 1:
@@ -125,14 +130,14 @@ def _start_offset(response, have):
 
 def _copy(response, part, start, total, show_progress):
     name = os.path.basename(part)[:-len('.part')]
-    with open(part, 'r+b' if start else 'wb') as f:
+    with open(part, 'r+b' if start else 'wb', buffering=0) as f:  # unbuffered: no write left for close()
         f.seek(start)
         f.truncate()
         bar = progress.bar(total, name, unit='B', enabled=show_progress, scale=True, initial=start)
         try:
             while True:
                 try:
-                    chunk = response.read(CHUNK)
+                    chunk = response.read1(CHUNK)  # what has arrived, up to CHUNK: a cut keeps it all
                 except (OSError, http.client.HTTPException) as e:
                     raise _Transient('connection lost after %s (%s)' % (_size_text(f.tell()), _reason(e))) from None
                 if not chunk:
@@ -147,9 +152,10 @@ def _copy(response, part, start, total, show_progress):
 
 
 def _write(f, chunk, path):
+    view = memoryview(chunk)
     try:
-        f.write(chunk)
-        f.flush()
+        while view:  # a raw write may take only part of the chunk
+            view = view[f.write(view):]
     except OSError as e:
         if e.errno in (errno.ENOSPC, errno.EDQUOT):
             raise FetchError('no space left on the device writing %s (%s); the %s received so far are kept '
@@ -271,6 +277,37 @@ def describe_tree(root, limit=8):
         return 'nothing'
     shown = entries[:limit * 2]
     return ', '.join(shown) + (', ...' if len(entries) > len(shown) else '')
+
+
+# --- one fetch at a time per folder --------------------------------------------------------------
+
+class FolderLock:
+    """An flock on FOLDER/.fetch.lock: two fetches into one folder would write the same partial
+    files. Held, its holder also removes unpack folders that a killed fetch left (`.unpack-*`)."""
+
+    def __init__(self, folder, dest):
+        self.path, self.dest, self.fd = os.path.join(folder, '.fetch.lock'), dest, None
+
+    def __enter__(self):
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 64).decode('ascii', 'replace').strip() or 'unknown'
+            os.close(fd)
+            raise FetchError('%s is in use by another fcn-fetch (pid %s, holding %s): wait for it to end'
+                             % (self.dest, holder, self.path)) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode('ascii'))
+        self.fd = fd
+        for name in os.listdir(self.dest) if os.path.isdir(self.dest) else ():
+            if name.startswith('.unpack-'):  # a fetch killed while unpacking: never a dataset
+                shutil.rmtree(os.path.join(self.dest, name), ignore_errors=True)
+        return self
+
+    def __exit__(self, *exc):
+        os.close(self.fd)  # drops the flock
 
 
 # --- markers --------------------------------------------------------------------------------------

@@ -64,28 +64,34 @@ def main(argv=None):
 def fetch_entry(entry, dest, show_progress=True, vgg_width=1.0, log=print):
     """Fetches, checks and unpacks every archive of `entry` under `dest` that is not there yet."""
     downloads = os.path.join(dest, 'downloads')
-    for archive in entry.archives:
-        marker = os.path.join(downloads, archive.filename + MARKER_SUFFIX)
-        targets = [os.path.join(dest, target) for _, target in archive.members]
-        if _done(marker, targets):
-            log('%s: %s is already fetched and checked (%s)' % (entry.name, ', '.join(targets), marker))
-            continue
-        if os.path.exists(marker):  # its folders were removed since: fetch again
-            os.remove(marker)
-        path = os.path.join(downloads, archive.filename)
-        digests = _get(entry, archive, path, downloads, show_progress, log)
-        log('%s: unpacking into %s' % (archive.filename, dest))
-        written = download.unpack(path, dest, archive.members, check=catalog.layout_check(archive, vgg_width))
-        if not archive.checksums:
-            log('%s: sha256 %s (no published checksum%s; pin it with --manifest: {"%s": {"urls": [...], '
-                '"sha256": "%s"}})' % (archive.filename, digests['sha256'],
-                                      ": its vgg_16.ckpt has TF-Slim's vgg_16 names and shapes" if entry.name == 'vgg16'
-                                      else ': its layout was checked', entry.name, digests['sha256']))
-        download.write_marker(marker, {'name': entry.name, 'archive': archive.filename, 'md5': digests['md5'],
-                                       'sha256': digests['sha256'], 'unpacked': written})
-        if not entry.keep_archives:
-            os.remove(path)
-        log('%s: %s' % (entry.name, ', '.join(written)))
+    with download.FolderLock(downloads, dest):
+        for archive in entry.archives:
+            _fetch_archive(entry, archive, dest, downloads, show_progress, vgg_width, log)
+
+
+def _fetch_archive(entry, archive, dest, downloads, show_progress, vgg_width, log):
+    """One archive: skipped when its marker and folders are there, else fetched, checked, unpacked."""
+    marker = os.path.join(downloads, archive.filename + MARKER_SUFFIX)
+    targets = [os.path.join(dest, target) for _, target in archive.members]
+    if _done(marker, targets):
+        log('%s: %s is already fetched and checked (%s)' % (entry.name, ', '.join(targets), marker))
+        return
+    if os.path.exists(marker):  # its folders were removed since: fetch again
+        os.remove(marker)
+    path = os.path.join(downloads, archive.filename)
+    digests = _get(entry, archive, path, downloads, show_progress, log)
+    log('%s: unpacking into %s' % (archive.filename, dest))
+    written = download.unpack(path, dest, archive.members, check=catalog.layout_check(archive, vgg_width))
+    if not archive.checksums:
+        log('%s: sha256 %s (no published checksum%s; pin it with --manifest: {"%s": {"urls": [...], '
+            '"sha256": "%s"}})' % (archive.filename, digests['sha256'],
+                                  ": its vgg_16.ckpt has TF-Slim's vgg_16 names and shapes" if entry.name == 'vgg16'
+                                  else ': its layout was checked', entry.name, digests['sha256']))
+    download.write_marker(marker, {'name': entry.name, 'archive': archive.filename, 'md5': digests['md5'],
+                                   'sha256': digests['sha256'], 'unpacked': written})
+    if not entry.keep_archives:
+        os.remove(path)
+    log('%s: %s' % (entry.name, ', '.join(written)))
 
 
 def _get(entry, archive, path, downloads, show_progress, log):
