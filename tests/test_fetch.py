@@ -9,7 +9,8 @@ reached) serving small archives in the exact real layouts, named through --manif
 - a connection dropped halfway: the next call resumes with a Range request and the checksum passes;
 - a wrong checksum, a dead first mirror, every mirror failing, an archive of another layout, a
   checkpoint that is not vgg_16, a full disk while downloading and while unpacking (a tmpfs), a bad
-  manifest, and Cityscapes' archives put in place by hand.
+  manifest, Ctrl-C, a second fetch into the same folder, and Cityscapes' archives put in place by hand;
+- COCO's three zips and ADE20K's zip in their real layouts: their printed build commands run.
 """
 import contextlib
 import fcntl
@@ -541,3 +542,49 @@ def test_one_fetch_per_folder_and_a_killed_unpack_is_cleared(server, archives, t
     run = fetch(work, 'voc', '--manifest', manifest)
     assert run.returncode == 0, run.stderr
     assert sorted(os.listdir(work / 'data')) == ['VOCdevkit', 'downloads']
+
+
+def _zip_folder(root, top, path):
+    """A zip of root/top as the official archives hold it (entries under `top/`)."""
+    with zipfile.ZipFile(path, 'w') as z:
+        for folder, _, files in os.walk(os.path.join(root, top)):
+            for name in sorted(files):
+                full = os.path.join(folder, name)
+                z.write(full, os.path.relpath(full, root))
+    with open(path, 'rb') as f:
+        return f.read()
+
+
+def test_coco_and_ade20k_unpack_where_their_printed_build_commands_read(server, tmp_path):
+    from datasets_fixtures import write_coco
+    from test_build_ade20k import write_ade
+    src = tmp_path / 'src'
+    write_coco(str(src / 'coco'))
+    write_ade(str(src / 'ade' / 'ADEChallengeData2016'))
+    manifest = {'coco': {'archives': {}}}
+    for name, top in (('annotations_trainval2017.zip', 'annotations'), ('val2017.zip', 'val2017'),
+                      ('train2017.zip', 'train2017')):
+        data = _zip_folder(str(src / 'coco'), top, str(tmp_path / name))
+        server.files['/coco/' + name] = data
+        manifest['coco']['archives'][name] = {'urls': [server.url('/coco/' + name)], 'md5': md5(data)}
+    data = _zip_folder(str(src / 'ade'), 'ADEChallengeData2016', str(tmp_path / 'ADEChallengeData2016.zip'))
+    server.files['/ade.zip'] = data
+    manifest['ade20k'] = {'urls': [server.url('/ade.zip')], 'md5': md5(data)}
+    path = tmp_path / 'manifest.json'
+    path.write_text(json.dumps(manifest))
+    work = workdir(tmp_path)
+    run = fetch(work, 'coco', 'ade20k', '--manifest', str(path))
+    assert run.returncode == 0, run.stdout + run.stderr
+    commands = next_commands(run.stdout)
+    assert commands == [
+        'python build_tfrecords.py --dataset coco --data_dir data/coco --labels voc20 --out data/coco-voc',
+        'python train.py --config coco-fcn32s.yaml',
+        'python build_tfrecords.py --dataset ade20k --data_dir data/ADEChallengeData2016 --out data/ade20k',
+        'python train.py --config ade20k.yaml']
+    for build in (commands[0], commands[2]):
+        built = subprocess.run([sys.executable] + shlex.split(build)[1:], cwd=str(work),
+                               env=env(), capture_output=True, text=True, timeout=300)
+        assert built.returncode == 0, build + '\n' + built.stdout + built.stderr
+        assert re.search(r'^train: \d+ images', built.stdout, re.M), built.stdout
+    assert os.path.isfile(work / 'data' / 'coco-voc' / 'summary.json')
+    assert os.path.isfile(work / 'data' / 'ade20k' / 'summary.json')
