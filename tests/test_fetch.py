@@ -54,6 +54,7 @@ class Server:
 
     def __init__(self):
         self.files, self.requests, self.drop_once, self.pause = {}, [], set(), {}
+        self.ranges = True  # False: a server that ignores Range and sends the whole file
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -65,7 +66,7 @@ class Server:
                     return
                 start = 0
                 match = re.fullmatch(r'bytes=(\d+)-', self.headers.get('Range') or '')
-                if match:
+                if match and server.ranges:
                     start = int(match.group(1))
                     if start >= len(data):
                         self.send_error(416, 'Range Not Satisfiable')
@@ -341,6 +342,21 @@ def test_a_connection_dropped_halfway_resumes_on_the_next_call(server, archives,
     assert next_commands(second.stdout)[0] == ('python build_tfrecords.py --dataset voc --data_dir '
                                                'data/VOCdevkit/VOC2012 --out data/voc')
     assert next_commands(second.stdout)[1] == 'python train.py --config voc.yaml --set data.train_split=train'
+
+
+def test_a_server_that_ignores_range_gets_the_whole_file_again(server, archives, tmp_path):
+    work = workdir(tmp_path)
+    manifest = write_manifest(tmp_path / 'manifest.json', server, archives)
+    server.drop_once.add('/' + VOC_TAR)
+    server.ranges = False
+    error_line(fetch(work, 'voc', '--manifest', manifest))
+    second = fetch(work, 'voc', '--manifest', manifest)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert server.requests[-1][1] is not None  # it was asked to resume...
+    assert ('%s does not resume (HTTP 200 without Content-Range): starting %s.part again'
+            % (server.url('/' + VOC_TAR), VOC_TAR)) in second.stdout  # ...and was not
+    assert 'resuming' not in second.stdout
+    assert os.path.isdir(work / 'data' / 'VOCdevkit' / 'VOC2012')  # the whole file again: md5 passed
 
 
 def test_a_wrong_checksum_removes_the_file_and_unpacks_nothing(server, archives, tmp_path):

@@ -109,7 +109,7 @@ def _fetch(url, part, size, show_progress, log):
                 % (url, response.status, os.path.basename(part)))
         length = response.headers.get('Content-Length')
         total = start + int(length) if length and length.isdigit() else size
-        if have:
+        if start:
             log('resuming %s at %s' % (os.path.basename(part)[:-len('.part')], _size_text(start)))
         _copy(response, part, start, total, show_progress)
 
