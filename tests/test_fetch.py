@@ -463,21 +463,29 @@ def test_cityscapes_says_where_to_get_and_put_its_archives_then_unpacks_them(tmp
                     'download gtFine_trainvaltest.zip (241 MB) and leftImg8bit_trainvaltest.zip (11 GB) and put both '
                     'in %s, then rerun this command (it checks and unpacks them) (missing: gtFine_trainvaltest.zip, '
                     'leftImg8bit_trainvaltest.zip)' % downloads)
-    os.makedirs(work / downloads, exist_ok=True)
-    for name, top, suffix in (('gtFine_trainvaltest.zip', 'gtFine', 'gtFine_labelIds.png'),
-                              ('leftImg8bit_trainvaltest.zip', 'leftImg8bit', 'leftImg8bit.png')):
-        with zipfile.ZipFile(work / downloads / name, 'w') as z:
-            for split in ('train', 'val', 'test'):
-                z.writestr('%s/%s/aachen/aachen_000000_000019_%s' % (top, split, suffix), b'png bytes')
-            z.writestr('README', b'the official zips hold a README and license.txt next to the folder')
+    from test_build_cityscapes import write_cityscapes
+    src = tmp_path / 'cityscapes-src'
+    write_cityscapes(str(src))
+    for top in ('gtFine', 'leftImg8bit'):  # the official zips: the folder plus a README and license.txt
+        (src / top / 'README').write_text('as the official zip holds it')
+        name = '%s_trainvaltest.zip' % top
+        _zip_folder(str(src), top, str(work / downloads / name))
+        with zipfile.ZipFile(work / downloads / name, 'a') as z:
+            z.writestr('README', 'the cityscapes README')
+            z.writestr('license.txt', 'the cityscapes license')
     run = fetch(work, 'cityscapes')
     assert run.returncode == 0, run.stdout + run.stderr
-    assert os.path.isfile(work / 'data' / 'cityscapes' / 'gtFine' / 'val' / 'aachen' / 'aachen_000000_000019_gtFine_labelIds.png')
-    assert os.path.isdir(work / 'data' / 'cityscapes' / 'leftImg8bit' / 'train')
+    assert os.path.isdir(work / 'data' / 'cityscapes_trainvaltest' / 'gtFine' / 'val')
+    assert os.path.isdir(work / 'data' / 'cityscapes_trainvaltest' / 'leftImg8bit' / 'train')
+    assert not os.path.exists(work / 'data' / 'README')  # only the listed folders are moved into place
     assert os.path.exists(work / downloads / 'gtFine_trainvaltest.zip')  # the user's own download is kept
     assert next_commands(run.stdout) == [
-        'python build_tfrecords.py --dataset cityscapes --data_dir data/cityscapes --out data/cityscapes',
+        'python build_tfrecords.py --dataset cityscapes --data_dir data/cityscapes_trainvaltest --out data/cityscapes',
         'python train.py --config cityscapes.yaml']
+    built = subprocess.run([sys.executable] + shlex.split(next_commands(run.stdout)[0])[1:], cwd=str(work), env=env(),
+                           capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stdout + built.stderr
+    assert os.path.isfile(work / 'data' / 'cityscapes' / 'summary.json')
 
 
 @pytest.mark.parametrize('manifest,message', [

@@ -8,7 +8,8 @@ ade20k.py) and the place `init.checkpoint` of the shipped recipes names (checkpo
   vgg16       DEST/vgg_16.ckpt (DEST default checkpoints/)
   coco        DEST/coco/{train2017,val2017,annotations/instances_{train,val}2017.json}
   ade20k      DEST/ADEChallengeData2016/{images,annotations}/{training,validation}
-  cityscapes  DEST/cityscapes/{gtFine,leftImg8bit}/{train,val}
+  cityscapes  DEST/cityscapes_trainvaltest/{gtFine,leftImg8bit}/{train,val} (not DEST/cityscapes: data/cityscapes
+              is where its records go)
 A --manifest replaces the URLs and checksums of a name; the layout stays this table's.
 """
 import dataclasses
@@ -103,9 +104,9 @@ ENTRIES = {e.name: e for e in (
                                 'annotations/training', 'annotations/validation'),
                 md5='7328b3957e407ddae1d3cbf487f149ef'),)),
     Entry('cityscapes', 'Cityscapes fine annotations and images (11 GB; needs a login)', (
-        Archive('gtFine_trainvaltest.zip', (), members=(('gtFine', 'cityscapes/gtFine'),),
+        Archive('gtFine_trainvaltest.zip', (), members=(('gtFine', 'cityscapes_trainvaltest/gtFine'),),
                 required=('gtFine/train', 'gtFine/val')),
-        Archive('leftImg8bit_trainvaltest.zip', (), members=(('leftImg8bit', 'cityscapes/leftImg8bit'),),
+        Archive('leftImg8bit_trainvaltest.zip', (), members=(('leftImg8bit', 'cityscapes_trainvaltest/leftImg8bit'),),
                 required=('leftImg8bit/train', 'leftImg8bit/val'))),
           manual='Cityscapes needs a (free) login: sign in at https://www.cityscapes-dataset.com/downloads/, '
                  'download gtFine_trainvaltest.zip (241 MB) and leftImg8bit_trainvaltest.zip (11 GB) and put '
@@ -205,7 +206,7 @@ def next_commands(present, checkpoint=None, cwd='.'):
              'coco-fcn32s.yaml'),
             ('ade20k', ['--dataset', 'ade20k', '--data_dir', 'ADEChallengeData2016', '--out', 'data/ade20k'],
              'ade20k.yaml'),
-            ('cityscapes', ['--dataset', 'cityscapes', '--data_dir', 'cityscapes', '--out', 'data/cityscapes'],
+            ('cityscapes', ['--dataset', 'cityscapes', '--data_dir', 'cityscapes_trainvaltest', '--out', 'data/cityscapes'],
              'cityscapes.yaml')):
         if name in present:
             args = list(args)
