@@ -373,8 +373,12 @@ def test_a_dead_first_mirror_is_named_and_the_next_one_used(server, archives, tm
     work = workdir(tmp_path)
     dead = dead_url()
     manifest = write_manifest(tmp_path / 'manifest.json', server, archives, voc_urls=[dead, server.url('/' + VOC_TAR)])
-    run = fetch(work, 'voc', '--manifest', manifest)
+    run = subprocess.run([sys.executable, 'fetch.py', 'voc', '--manifest', manifest], cwd=str(work), env=env(),
+                         capture_output=True, text=True, timeout=300)  # with its progress bar, into a pipe
     assert run.returncode == 0, run.stdout + run.stderr
+    assert '\r' not in run.stderr  # whole lines, as in a log file: bytes, rate, time left
+    assert re.search(r'^%s: 100%%\|#+\| [\d.]+k/[\d.]+k \[\d\d:\d\d<\d\d:\d\d, +[\d.]+[kMG]?B/s\]$'
+                     % re.escape(VOC_TAR), run.stderr, re.M), run.stderr
     assert re.search(r'^%s failed \(.*[Cc]onnection refused\); trying the next mirror$' % re.escape(dead),
                      run.stdout, re.M), run.stdout
     assert os.path.isdir(work / 'data' / 'VOCdevkit' / 'VOC2012')
