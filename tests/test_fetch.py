@@ -339,9 +339,10 @@ def test_a_connection_dropped_halfway_resumes_on_the_next_call(server, archives,
     assert 'resuming %s at' % VOC_TAR in second.stdout
     assert os.path.isdir(work / 'data' / 'VOCdevkit' / 'VOC2012' / 'JPEGImages')  # md5 passed, unpacked
     assert not leftovers(work)
-    assert next_commands(second.stdout)[0] == ('python build_tfrecords.py --dataset voc --data_dir '
-                                               'data/VOCdevkit/VOC2012 --out data/voc')
-    assert next_commands(second.stdout)[1] == 'python train.py --config voc.yaml --set data.train_split=train'
+    assert next_commands(second.stdout) == [  # no SBD: no train_aug; no vgg_16.ckpt yet: fetch it first
+        'python fetch.py vgg16',
+        'python build_tfrecords.py --dataset voc --data_dir data/VOCdevkit/VOC2012 --out data/voc',
+        'python train.py --config voc.yaml --set data.train_split=train']
 
 
 def test_a_server_that_ignores_range_gets_the_whole_file_again(server, archives, tmp_path):
@@ -484,9 +485,10 @@ def test_cityscapes_says_where_to_get_and_put_its_archives_then_unpacks_them(tmp
     assert not os.path.exists(work / 'data' / 'README')  # only the listed folders are moved into place
     assert os.path.exists(work / downloads / 'gtFine_trainvaltest.zip')  # the user's own download is kept
     assert next_commands(run.stdout) == [
+        'python fetch.py vgg16',
         'python build_tfrecords.py --dataset cityscapes --data_dir data/cityscapes_trainvaltest --out data/cityscapes',
         'python train.py --config cityscapes.yaml']
-    built = subprocess.run([sys.executable] + shlex.split(next_commands(run.stdout)[0])[1:], cwd=str(work), env=env(),
+    built = subprocess.run([sys.executable] + shlex.split(next_commands(run.stdout)[1])[1:], cwd=str(work), env=env(),
                            capture_output=True, text=True, timeout=300)
     assert built.returncode == 0, built.stdout + built.stderr
     assert os.path.isfile(work / 'data' / 'cityscapes' / 'summary.json')
@@ -605,11 +607,12 @@ def test_coco_and_ade20k_unpack_where_their_printed_build_commands_read(server, 
     assert run.returncode == 0, run.stdout + run.stderr
     commands = next_commands(run.stdout)
     assert commands == [
+        'python fetch.py vgg16',
         'python build_tfrecords.py --dataset coco --data_dir data/coco --labels voc20 --out data/coco-voc',
         'python train.py --config coco-fcn32s.yaml',
         'python build_tfrecords.py --dataset ade20k --data_dir data/ADEChallengeData2016 --out data/ade20k',
         'python train.py --config ade20k.yaml']
-    for build in (commands[0], commands[2]):
+    for build in (commands[1], commands[3]):
         built = subprocess.run([sys.executable] + shlex.split(build)[1:], cwd=str(work),
                                env=env(), capture_output=True, text=True, timeout=300)
         assert built.returncode == 0, build + '\n' + built.stdout + built.stderr

@@ -194,6 +194,9 @@ def next_commands(present, checkpoint=None, cwd='.'):
     init = [] if checkpoint in (None, os.path.join(CHECKPOINT_DEST, VGG_CHECKPOINT)) else \
         ['--set', 'init.checkpoint=%s' % checkpoint]
     lines = []
+    trains = any(name in present for name in ('voc', 'coco', 'ade20k', 'cityscapes'))
+    if trains and checkpoint is None and not os.path.exists(os.path.join(cwd, CHECKPOINT_DEST, VGG_CHECKPOINT)):
+        lines.append(_tool(cwd, 'fetch.py', 'fcn-fetch') + ['vgg16'])  # train.py starts from it
     if 'voc' in present:
         line = build + ['--dataset', 'voc', '--data_dir', os.path.join(present['voc'], 'VOCdevkit', 'VOC2012')]
         if 'sbd' in present:
@@ -217,5 +220,6 @@ def next_commands(present, checkpoint=None, cwd='.'):
 
 
 def _tool(cwd, script, console_script):
-    """`python build_tfrecords.py` in a clone of the repository, else the installed console script."""
+    """`python build_tfrecords.py` in a clone of the repository (the script is there), else the
+    installed console script."""
     return ['python', script] if os.path.isfile(os.path.join(cwd, script)) else [console_script]

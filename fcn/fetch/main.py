@@ -56,8 +56,11 @@ def main(argv=None):
         print('next:')
         for command in commands:
             print(command)
-    elif 'vgg16' in present:
+    elif checkpoint == os.path.join(catalog.CHECKPOINT_DEST, catalog.VGG_CHECKPOINT):
         print('%s is where init.checkpoint of the shipped recipes looks (configs/voc.yaml ...)' % checkpoint)
+    elif checkpoint:
+        print('train with --set init.checkpoint=%s (the shipped recipes look in %s)'
+              % (checkpoint, os.path.join(catalog.CHECKPOINT_DEST, catalog.VGG_CHECKPOINT)))
     return 0
 
 
