@@ -62,7 +62,7 @@ ENTRIES = {e.name: e for e in (
     Entry('voc', 'PASCAL VOC 2012 trainval (2 GB)', (
         Archive('VOCtrainval_11-May-2012.tar',
                 ('http://host.robots.ox.ac.uk/pascal/VOC/voc2012/VOCtrainval_11-May-2012.tar',
-                 'http://pjreddie.com/media/files/VOCtrainval_11-May-2012.tar'),
+                 'https://pjreddie.com/media/files/VOCtrainval_11-May-2012.tar'),
                 members=(('VOCdevkit/VOC2012', 'VOCdevkit/VOC2012'),),
                 required=_under('VOCdevkit/VOC2012', 'JPEGImages', 'SegmentationClass',
                                 'ImageSets/Segmentation/train.txt', 'ImageSets/Segmentation/val.txt'),
