@@ -381,6 +381,7 @@ def _is_lr_multipliers(value):
 MODEL_NAMES = ('fcn32s', 'fcn16s', 'fcn8s')
 UPSAMPLE_MODES = ('learnable', 'per_class', 'fixed')
 LOSS_NORMALIZATIONS = ('valid_pixels', 'sum')
+SUMMABLE_LOSSES = ('cross_entropy', 'focal')  # the loss.terms that are sums over pixels: loss.normalization sum
 LR_SCHEDULES = ('fixed', 'poly', 'step', 'exponential', 'cosine')
 OPTIMIZERS = ('momentum', 'sgd', 'adam', 'rmsprop')
 CLASS_WEIGHT_METHODS = ('median_frequency', 'inverse_frequency', 'none')
@@ -523,8 +524,25 @@ def _deterministic_needs_seed(cfg):
     return None
 
 
+def _normalization_fits_the_loss(cfg):
+    """loss.normalization sum divides a sum over pixels by the batch size: dice and lovasz are
+    ratios over the batch and hard-pixel mining a mean over the pixels it keeps."""
+    loss = cfg.loss
+    if loss.get('normalization') != 'sum':
+        return None
+    ratios = [term['name'] for term in loss.terms if term['name'] not in SUMMABLE_LOSSES]
+    if ratios:
+        return ('loss.normalization', 'loss.normalization sum needs losses that are sums over pixels (%s); loss.terms '
+                'has %s (a ratio over the whole batch): use loss.normalization valid_pixels or drop it'
+                % (', '.join(SUMMABLE_LOSSES), ', '.join(ratios)))
+    if _yaml_float(loss.top_k_percent) < 1.0:
+        return ('loss.normalization', 'loss.normalization sum cannot be combined with loss.top_k_percent %r < 1: '
+                'hard-pixel mining averages the pixels it keeps; use one or the other' % (loss.top_k_percent,))
+    return None
+
+
 # Checks that relate two keys: (cfg) -> None, or (key, message) naming both values.
-CROSS_CHECKS = (_batch_splits_over_clones, _scale_range, _deterministic_needs_seed)
+CROSS_CHECKS = (_batch_splits_over_clones, _scale_range, _deterministic_needs_seed, _normalization_fits_the_loss)
 
 
 def check_value(key, value, source='config'):

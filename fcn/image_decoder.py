@@ -7,11 +7,18 @@ libjpeg-turbo with the fast integer DCT and fancy upsampling (the `simplejpeg` p
 4:2:0, 4:2:2, 4:4:4 and greyscale JPEGs and a camera photo). Pillow and OpenCV use libjpeg's
 accurate DCT and differ from it by a few levels in most pixels, so they are not used for JPEG.
 PNG, BMP and GIF (first frame) are lossless and go through Pillow, as RGB.
+
+A JPEG with an EXIF orientation other than 1 is turned upright after decoding (fcn.orientation,
+as the record builders turn it), so predict.py segments, and writes its outputs in, the frame a
+viewer shows; `upright=False` keeps the raw pixels (a model trained on records built with
+--ignore_exif_orientation). Both decoders turn it the same way, with NumPy.
 """
 import importlib.util
 import io
 
 import numpy as np
+
+from fcn import orientation
 
 FORMATS = 'JPEG, PNG, BMP or GIF'
 
@@ -20,15 +27,22 @@ def tensorflow_installed():
     return importlib.util.find_spec('tensorflow') is not None
 
 
-def make_decoder():
+def make_decoder(upright=True):
     """The decoder of this environment: TensorFlow's where it is installed, else LiteDecoder."""
-    return TFDecoder() if tensorflow_installed() else LiteDecoder()
+    decoder = TFDecoder() if tensorflow_installed() else LiteDecoder()
+    decoder.upright = upright
+    return decoder
 
 
 class _Decoder:
+    upright = True
+
     def read(self, path):
+        """The file's RGB pixels, turned upright from an EXIF orientation unless `upright` is off."""
         with open(path, 'rb') as f:
-            return self.decode(f.read(), path)
+            data = f.read()
+        image = self.decode(data, path)
+        return orientation.upright(image, orientation.jpeg_orientation(data)) if self.upright else image
 
     def close(self):
         pass

@@ -13,10 +13,24 @@ Conventions (the trainer in fcn/train_lib.py relies on them):
   `tf.compat.v1.losses.add_loss`, scaled by 1/num_clones).
 - Pixels labelled `ignore_label` take no part in any loss; a batch without a valid pixel
   gives 0, not NaN. Logits are cast to float32 first (mixed precision).
-- The mean is over *valid* pixels (label != ignore_label). With class weights the loss is
-  sum(w[label] * ce) / number of valid pixels, not / sum(w[label]): a class weight of 2
-  then really doubles that class's share of the gradient, and an image made only of
-  one class is not renormalised back to weight 1.
+- `normalization` (loss.normalization) says what the per-pixel losses of cross_entropy and
+  focal are divided by:
+  - valid_pixels (default): the number of *valid* pixels (label != ignore_label) in the
+    batch, a per-pixel mean. With class weights the loss is sum(w[label] * ce) / number of
+    valid pixels, not / sum(w[label]): a class weight of 2 then really doubles that class's
+    share of the gradient, and an image made only of one class is not renormalised back to
+    weight 1.
+  - sum: the number of images in the batch: the loss summed over each image's pixels and
+    averaged over the batch, Caffe's SoftmaxWithLoss with `normalize: false` (normalization
+    mode BATCH_SIZE), the loss the FCN solvers' lr 1e-10 was set for. Its gradient is about
+    the valid pixel count of an image times the mean's (187,500 for a 500x375 VOC image), so
+    its learning rate is that much smaller. Ignored pixels add 0 to the sum.
+  Only losses that are a sum over pixels can be summed: dice and lovasz are ratios over the
+  whole batch (no per-pixel sum exists), and hard-pixel mining (top_k_percent < 1) is a mean
+  over the pixels it keeps; with `sum` those are errors (fcn.config checks the config too).
+  Over clones (each clone's loss scaled by 1/num_clones, fcn.deploy) both give the loss of
+  the whole batch: sum over all its images' pixels / batch size, or the mean of the clones'
+  per-pixel means. train.accumulate_steps k averages k such losses (Caffe's iter_size).
 - Weight decay is not here: slim's regulariser in the model puts it in
   `tf.compat.v1.GraphKeys.REGULARIZATION_LOSSES`.
 
@@ -32,6 +46,7 @@ import numpy as np
 from fcn.compat import tf, tf1
 from fcn.config import CLASS_WEIGHT_METHODS as WEIGHT_METHODS
 from fcn.config import LOSS_NAMES  # noqa: F401 (the choices, owned by fcn.config)
+from fcn.config import LOSS_NORMALIZATIONS, SUMMABLE_LOSSES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +66,7 @@ class LossOptions:
     class_weights: tuple = None
     top_k_percent: float = 1.0
     hard_mining_anneal_steps: int = 0
+    normalization: str = 'valid_pixels'  # one of LOSS_NORMALIZATIONS (loss.normalization)
 
 
 def weighted_loss(logits, labels, num_classes, ignore_label, options, global_step=None):
@@ -58,6 +74,7 @@ def weighted_loss(logits, labels, num_classes, ignore_label, options, global_ste
 
     Like `segmentation_loss`, adds nothing to a collection; weight decay is not part of it.
     """
+    _check_normalization(options)
     values = {}
     for term in options.terms:
         values[term.name] = _TERM_FNS[term.name](logits, labels, num_classes, ignore_label, term, options,
@@ -72,14 +89,30 @@ def _cross_entropy(logits, labels, num_classes, ignore_label, term, options, glo
         top_k = annealed_top_k(global_step, top_k, options.hard_mining_anneal_steps)
     weights = None if options.class_weights is None else list(options.class_weights)
     return segmentation_loss(logits, labels, num_classes, ignore_label, class_weights=weights,
-                             top_k_percent=top_k, scope='cross_entropy')
+                             top_k_percent=top_k, normalization=options.normalization, scope='cross_entropy')
+
+
+def _check_normalization(options):
+    """ValueError naming the keys when `options.normalization` cannot apply to its terms."""
+    if options.normalization not in LOSS_NORMALIZATIONS:
+        raise ValueError('loss.normalization must be one of %s, got %r'
+                         % (', '.join(LOSS_NORMALIZATIONS), options.normalization))
+    if options.normalization != 'sum':
+        return
+    ratios = [term.name for term in options.terms if term.name not in SUMMABLE_LOSSES]
+    if ratios:
+        raise ValueError('loss.normalization sum needs losses that are sums over pixels (%s); loss.terms has %s'
+                         % (', '.join(SUMMABLE_LOSSES), ', '.join(ratios)))
+    if options.top_k_percent < 1.0:
+        raise ValueError('loss.normalization sum cannot be combined with loss.top_k_percent %r < 1 (hard-pixel '
+                         'mining averages the pixels it keeps)' % (options.top_k_percent,))
 
 
 _TERM_FNS = {
     'cross_entropy': _cross_entropy,
     'dice': lambda logits, labels, num_classes, ignore_label, *_: dice_loss(logits, labels, num_classes, ignore_label),
-    'focal': lambda logits, labels, num_classes, ignore_label, term, *_: focal_loss(
-        logits, labels, num_classes, ignore_label, gamma=term.gamma),
+    'focal': lambda logits, labels, num_classes, ignore_label, term, options, *_: focal_loss(
+        logits, labels, num_classes, ignore_label, gamma=term.gamma, normalization=options.normalization),
     'lovasz': lambda logits, labels, num_classes, ignore_label, *_: lovasz_softmax_loss(
         logits, labels, num_classes, ignore_label),
 }
@@ -115,17 +148,19 @@ def dice_loss(logits, labels, num_classes, ignore_label=255, scope=None):
         return any_valid * (1.0 - _mean_over_present(dice, truth))
 
 
-def focal_loss(logits, labels, num_classes, ignore_label=255, gamma=2.0, scope=None):
+def focal_loss(logits, labels, num_classes, ignore_label=255, gamma=2.0, normalization='valid_pixels', scope=None):
     """Focal loss (Lin et al. 2017, without the alpha balance): mean over valid pixels of
-    -(1 - p_t)^gamma log p_t, p_t the softmax probability of the true class. gamma 0 is the
+    -(1 - p_t)^gamma log p_t, p_t the softmax probability of the true class (`normalization`
+    sum: summed over each image's valid pixels, averaged over the images). gamma 0 is the
     cross-entropy. 0 for a batch without a valid pixel."""
     with tf1.name_scope(scope, 'focal_loss', [logits, labels]):
+        num_images = tf.shape(logits)[0]
         logits, labels = _valid_pixels(logits, labels, num_classes, ignore_label)
         cross_entropy = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)  # -log p_t
         # 1 - p_t, kept off exact 0 so that (1 - p_t)^gamma has a finite gradient for any gamma >= 0
         miss = tf.maximum(-tf.math.expm1(-cross_entropy), 1e-12)
         losses = tf.pow(miss, float(gamma)) * cross_entropy
-        return tf.math.divide_no_nan(tf.reduce_sum(losses), tf.cast(tf.size(losses), tf.float32))
+        return _normalized(losses, normalization, num_images)
 
 
 def lovasz_softmax_loss(logits, labels, num_classes, ignore_label=255, scope=None):
@@ -157,8 +192,9 @@ def _jaccard_steps(sorted_truth):
 
 
 def segmentation_loss(logits, labels, num_classes, ignore_label=255, class_weights=None,
-                      top_k_percent=1.0, scope=None):
-    """Mean softmax cross-entropy over the pixels whose label is not `ignore_label`.
+                      top_k_percent=1.0, normalization='valid_pixels', scope=None):
+    """Mean softmax cross-entropy over the pixels whose label is not `ignore_label`
+    (`normalization` sum: summed over those pixels and divided by the number of images).
 
     Args:
       logits: float [B, H, W, num_classes], at the resolution of `labels`.
@@ -169,16 +205,33 @@ def segmentation_loss(logits, labels, num_classes, ignore_label=255, class_weigh
       top_k_percent: float in (0, 1] or a scalar tensor (see `annealed_top_k`): only the
         ceil(top_k_percent * valid pixels) largest (weighted) pixel losses are kept and
         averaged - online hard-pixel mining. 1.0 keeps every valid pixel.
+      normalization: 'valid_pixels' (the mean over valid pixels) or 'sum' (the sum over
+        them / the batch size, Caffe's SoftmaxWithLoss with normalize: false; needs
+        top_k_percent 1.0).
       scope: optional name scope.
 
     Returns:
       A float32 scalar; 0 (not NaN) when every pixel is ignored. Not added to any collection.
     """
     with tf1.name_scope(scope, 'segmentation_loss', [logits, labels]):
+        num_images = tf.shape(logits)[0]
         losses = _valid_pixel_losses(logits, labels, num_classes, ignore_label, class_weights)
         if not _keeps_every_pixel(top_k_percent):
+            if normalization == 'sum':
+                raise ValueError('top_k_percent %r < 1 is a mean over the pixels kept; it cannot be used with '
+                                 'normalization sum' % (top_k_percent,))
             losses = _top_k_losses(losses, top_k_percent)
-        return tf.math.divide_no_nan(tf.reduce_sum(losses), tf.cast(tf.size(losses), tf.float32))
+        return _normalized(losses, normalization, num_images)
+
+
+def _normalized(losses, normalization, num_images):
+    """The 1-D pixel `losses` summed and divided by their number (valid_pixels; 0 when there
+    is none) or by the number of images (sum)."""
+    if normalization == 'sum':
+        return tf.reduce_sum(losses) / tf.cast(num_images, tf.float32)
+    if normalization != 'valid_pixels':
+        raise ValueError('normalization must be one of %s, got %r' % (', '.join(LOSS_NORMALIZATIONS), normalization))
+    return tf.math.divide_no_nan(tf.reduce_sum(losses), tf.cast(tf.size(losses), tf.float32))
 
 
 def _valid_pixel_losses(logits, labels, num_classes, ignore_label, class_weights):

@@ -6,13 +6,17 @@ All functions build graph-mode ops from option values (`Schedule`, `OptimizerOpt
 - `learning_rate`: fixed | poly | step | exponential | cosine, each with a linear warmup.
 - `make_optimizer`: momentum | sgd | adam | rmsprop.
 - `transform_gradients` = `clip_gradients` (global norm; tf-slim 1.1.0's
-  create_train_op(clip_gradient_norm=...) is broken) then `lr_multipliers` (Caffe's
-  per-layer lr_mult, e.g. 10x for the new fc8 and 2x for biases, as in FCN's recipe).
+  create_train_op(clip_gradient_norm=...) is broken) then, under momentum and sgd,
+  `lr_multipliers` (Caffe's per-layer lr_mult, e.g. 10x for the new fc8 and 2x for biases,
+  as in FCN's recipe). Under adam and rmsprop the optimizer applies the multipliers to the
+  variables' learning rates instead (fcn.multipliers says why): give `make_optimizer` the
+  same GradientOptions.
 - `moving_average` / `ema_variables_to_restore`: an optional EMA of the weights.
 """
 import dataclasses
 import math
 
+from fcn import multipliers
 from fcn.compat import tf, tf1
 from fcn.config import LR_SCHEDULES as SCHEDULES, OPTIMIZERS  # noqa: F401 (the choices, owned by fcn.config)
 
@@ -106,11 +110,18 @@ def _warmup_factor(schedule, step):
 
 # --- optimizer -----------------------------------------------------------------------------
 
-def make_optimizer(options, learning_rate):
+def make_optimizer(options, learning_rate, gradients=None):
     """A tf.compat.v1 optimizer for `OptimizerOptions` (name one of OPTIMIZERS).
 
-    momentum uses options.momentum; adam and rmsprop use TensorFlow's defaults.
+    momentum uses options.momentum; adam and rmsprop use TensorFlow's defaults. `gradients`
+    (GradientOptions): under adam and rmsprop, its lr_multipliers and bias_lr_multiplier
+    multiply each variable's learning rate (fcn.multipliers); under momentum and sgd they are
+    `transform_gradients`' and the optimizer is the plain one.
     """
+    if (gradients is not None and options.name in multipliers.RATE_SCALED
+            and multipliers.has_factors(gradients.lr_multipliers, gradients.bias_lr_multiplier)):
+        return multipliers.optimizer_with_rates(options.name, learning_rate, gradients.lr_multipliers,
+                                                gradients.bias_lr_multiplier)
     return _OPTIMIZER_FNS[options.name](options, learning_rate)
 
 
@@ -124,10 +135,14 @@ _OPTIMIZER_FNS = {
 
 # --- gradients -----------------------------------------------------------------------------
 
-def transform_gradients(options, grads_and_vars):
-    """Clips by `GradientOptions` clip_norm, then applies its lr_multipliers and
-    bias_lr_multiplier; the order of Caffe, which clips before scaling by lr_mult."""
+def transform_gradients(options, grads_and_vars, optimizer_name):
+    """Clips by `GradientOptions` clip_norm, then, when `optimizer_name` is momentum or sgd,
+    scales by its lr_multipliers and bias_lr_multiplier (the order of Caffe, which clips
+    before applying lr_mult). Under adam and rmsprop the gradients are only clipped: the
+    optimizer from `make_optimizer(..., gradients=options)` applies the multipliers."""
     grads_and_vars = clip_gradients(grads_and_vars, options.clip_norm)
+    if optimizer_name not in multipliers.GRADIENT_SCALED:
+        return grads_and_vars
     return lr_multipliers(grads_and_vars, options.lr_multipliers, options.bias_lr_multiplier)
 
 
@@ -150,48 +165,7 @@ def clip_gradients(grads_and_vars, max_norm):
     return result
 
 
-def lr_multipliers(grads_and_vars, scope_multipliers, bias_multiplier=1.0):
-    """Scales the gradients of chosen variables: a per-layer learning-rate multiplier.
-
-    Args:
-      grads_and_vars: (gradient, variable) pairs as from `Optimizer.compute_gradients`.
-      scope_multipliers: {scope: factor} or the config's list of [scope, factor] pairs,
-        e.g. {'vgg_16/fc8': 10.0}. A variable is in a scope when its name equals it or
-        starts with scope + '/'; the longest matching scope wins.
-      bias_multiplier: extra factor for variables whose name ends in 'biases' (Caffe's
-        FCN recipe uses 2.0); it multiplies the scope factor.
-    Gradients whose factor is 1, and None gradients, are returned unchanged.
-    """
-    scopes = _scope_factors(scope_multipliers)
-    result = []
-    for grad, var in grads_and_vars:
-        factor = _factor_for(var.op.name, scopes, bias_multiplier)
-        result.append((grad if grad is None or factor == 1.0 else _scale(grad, factor), var))
-    return result
-
-
-def _scope_factors(scope_multipliers):
-    pairs = scope_multipliers.items() if isinstance(scope_multipliers, dict) else (scope_multipliers or [])
-    factors = {}
-    for pair in pairs:
-        if len(pair) != 2 or not isinstance(pair[0], str) or not isinstance(pair[1], (int, float)):
-            raise ValueError('train.lr_multipliers must be a list of [scope, factor] pairs, got %r' % (pair,))
-        factors[pair[0].rstrip('/')] = float(pair[1])
-    return factors
-
-
-def _factor_for(name, scopes, bias_multiplier):
-    matches = [scope for scope in scopes if name == scope or name.startswith(scope + '/')]
-    factor = scopes[max(matches, key=len)] if matches else 1.0
-    if name.endswith('biases'):
-        factor *= float(bias_multiplier)
-    return factor
-
-
-def _scale(grad, factor):
-    if isinstance(grad, tf.IndexedSlices):
-        return tf.IndexedSlices(grad.values * factor, grad.indices, grad.dense_shape)
-    return grad * factor
+lr_multipliers = multipliers.scale_gradients  # the multipliers of momentum and sgd
 
 
 # --- moving average ------------------------------------------------------------------------

@@ -95,7 +95,8 @@ def loss(cfg, info):
     return losses.LossOptions(terms=tuple(loss_term(term) for term in cfg.loss.terms),
                               class_weights=None if weights is None else tuple(weights),
                               top_k_percent=float(cfg.loss.top_k_percent),
-                              hard_mining_anneal_steps=int(cfg.loss.hard_mining_anneal_steps))
+                              hard_mining_anneal_steps=int(cfg.loss.hard_mining_anneal_steps),
+                              normalization=cfg.loss.normalization)
 
 
 def loss_term(term):

@@ -3,7 +3,10 @@
 The model is a frozen graph (.pb), a SavedModel folder, an ONNX (.onnx) or TFLite (.tflite)
 file; each runner has `.predict(rgb uint8 [H, W, 3]) -> int32 [H, W]`, `.labels`, `.close()`.
 Images are decoded as the records are (fcn.image_decoder: TensorFlow's decoder, or without
-TensorFlow the same pixels from libjpeg-turbo), so a JPEG gets the class ids eval.py measured.
+TensorFlow the same pixels from libjpeg-turbo), so a JPEG gets the class ids eval.py measured;
+a JPEG with an EXIF orientation is turned upright first, as the record builders turn it, and its
+outputs are written in that upright frame (upright=False: the raw pixels, for a model trained
+on records built with --ignore_exif_orientation).
 Existing files are never written over unless `overwrite`, and an input never is.
 """
 import os
@@ -123,12 +126,12 @@ def write_outputs(label_path, overlay_path, image, prediction, labels_info):
     os.replace(_temporary(overlay_path), overlay_path)
 
 
-def predict_files(model_path, inputs, out_dir, overwrite=False):
+def predict_files(model_path, inputs, out_dir, overwrite=False, upright=True):
     """Segments each image of `inputs` (files and folders); yields the paths written."""
     image_paths = list_images(inputs)
     plan = plan_outputs(image_paths, out_dir, overwrite)
     model = load_model(model_path)
-    decoder = image_decoder.make_decoder()
+    decoder = image_decoder.make_decoder(upright)
     os.makedirs(out_dir, exist_ok=True)
     try:
         # A bar on a terminal only: in a log or a pipe its redraws would share lines with the paths.

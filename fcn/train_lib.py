@@ -56,7 +56,7 @@ class TrainGraph:
         first = clones[0]
         with tf1.device(config.optimizer_device()):
             self.learning_rate = optim.learning_rate(opts.schedule, self.global_step)
-            self.optimizer = optim.make_optimizer(opts.optimizer, self.learning_rate)
+            self.optimizer = optim.make_optimizer(opts.optimizer, self.learning_rate, opts.gradients)
         if opts.mixed_precision:  # its loss-scale variables are shared: with the others (ps tasks)
             with tf1.device(config.variables_device()):
                 self.optimizer = loss_scale_optimizer(self.optimizer)
@@ -73,7 +73,7 @@ class TrainGraph:
                                                                   opts.accumulate_steps)
                 grads_and_vars = self.accumulator.mean_gradients()
             self.accumulate_op, self.total_loss = self.accumulator.add_op, self.accumulator.mean_loss
-        grads_and_vars = optim.transform_gradients(opts.gradients, grads_and_vars)
+        grads_and_vars = optim.transform_gradients(opts.gradients, grads_and_vars, opts.optimizer.name)
         self.train_op = self._apply(grads_and_vars)
         if self.accumulator is not None:
             with tf1.device(config.optimizer_device()):

@@ -119,12 +119,14 @@ def read_examples(out_dir, split):
         for raw in tf.compat.v1.io.tf_record_iterator(path):
             examples.append(_parse(tf.train.Example.FromString(raw)))
     with tf.Graph().as_default(), tf.compat.v1.Session() as session:
-        for ex in examples:
-            image = tf.io.decode_image(ex['image_bytes'], channels=3, expand_animations=False)
-            label = tf.io.decode_png(ex['label_bytes'], channels=0)
-            ex['image'], label = session.run([image, label])
-            ex['label_channels'] = label.shape[2]
-            ex['label'] = label[:, :, 0]
+        image_bytes, label_bytes = tf.compat.v1.placeholder(tf.string, []), tf.compat.v1.placeholder(tf.string, [])
+        image = tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
+        label = tf.io.decode_png(label_bytes, channels=0)
+        for ex in examples:  # one graph for all: a graph per example grows slow over hundreds
+            ex['image'], decoded = session.run([image, label], {image_bytes: ex['image_bytes'],
+                                                                label_bytes: ex['label_bytes']})
+            ex['label_channels'] = decoded.shape[2]
+            ex['label'] = decoded[:, :, 0]
     return examples
 
 

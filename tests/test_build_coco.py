@@ -37,6 +37,9 @@ def expected_label(scene, class_map):
 
 
 def build_coco(root, out, **kwargs):
+    """Builds train and val; min_labeled_pixels defaults to 0 here (the fixture's images are
+    smaller than the 1,000-pixel default: the threshold has its own tests below)."""
+    kwargs.setdefault('min_labeled_pixels', 0)
     fields = {f.name for f in dataclasses.fields(build.BuildOptions)}
     options = {k: kwargs.pop(k) for k in list(kwargs) if k in fields}
     return build.build(coco.coco_spec(root, ['train', 'val'], **kwargs), str(out), **options)
@@ -168,8 +171,67 @@ def test_cli_coco_label_map_and_threshold(coco_dir, tmp_path, repo_root, capsys)
     loader.loader.exec_module(cli)
     out = str(tmp_path / 'out')
     code = cli.main(['--dataset', 'coco', '--data_dir', root, '--labels', 'coco', '--min_labeled_fraction', '0.05',
-                     '--out', out, '--num_workers', '1', '--no_progress'])
+                     '--min_labeled_pixels', '0', '--out', out, '--num_workers', '1', '--no_progress'])
     assert code == 0, capsys.readouterr().err
     summary = DatasetInfo.read(out).to_dict()
     assert summary['num_classes'] == len(fx.COCO_CATEGORIES) + 1
     assert summary['splits']['train']['num_images'] == 1 and len(summary['splits']['train']['skipped']) == 2
+
+
+# ----------------------------------------------------------------------------- --min_labeled_pixels
+
+def threshold_scenes():
+    """Training images of 40x50 around the 1,000-pixel default, and a small val image.
+
+    Labelled pixels (not background, not ignore): 999, 1000, 900 + a 300-pixel crowd (ignored,
+    so 900), 0; val: 100."""
+    h, w = 40, 50
+    return {
+        'train': [
+            ('000000000301', h, w, [(1, 0, 'rle', box(h, w, 0, 27, 0, 37))]),                       # 999
+            ('000000000302', h, w, [(18, 0, 'rle', box(h, w, 0, 25, 0, 40))]),                      # 1000
+            ('000000000303', h, w, [(17, 0, 'rle', box(h, w, 0, 30, 0, 30)),                        # 900
+                                    (1, 1, 'rle_list', box(h, w, 30, 40, 0, 30))]),                 # crowd 300
+            ('000000000304', h, w, [(28, 0, 'rle', box(h, w, 0, 40, 0, 50))]),                      # umbrella: 0
+        ],
+        'val': [('000000000401', h, w, [(3, 0, 'rle', box(h, w, 0, 10, 0, 10))])],                  # 100
+    }
+
+
+def box(h, w, y0, y1, x0, x1):
+    return fx.box(h, w, y0, y1, x0, x1)
+
+
+def test_default_threshold_drops_training_images_below_1000_labelled_pixels(tmp_path, capsys):
+    root = str(tmp_path / 'coco')
+    fx.write_coco(root, threshold_scenes())
+    out = str(tmp_path / 'out')
+    assert fx.build_in_process('coco', root, out) == 0, capsys.readouterr().err
+    printed = capsys.readouterr().out
+    summary = DatasetInfo.read(out).to_dict()
+    train, val = summary['splits']['train'], summary['splits']['val']
+    assert [ex['filename'] for ex in fx.read_examples(out, 'train')] == ['000000000302']
+    reasons = {os.path.basename(s['file']): s['reason'] for s in train['skipped']}
+    assert reasons == {'000000000301.jpg': '999 labelled pixels below --min_labeled_pixels 1000',
+                       '000000000303.jpg': '900 labelled pixels below --min_labeled_pixels 1000',
+                       '000000000304.jpg': '0 labelled pixels below --min_labeled_pixels 1000'}
+    assert train['dropped'] == 3 and train['num_images'] == 1
+    assert val['num_images'] == 1 and val['dropped'] == 0 and val['skipped'] == []   # val keeps every image
+    assert 'train: 1 images in 4 shards, 0 skipped, 3 dropped (below --min_labeled_pixels' in printed
+
+
+def test_min_labeled_pixels_flag_moves_the_threshold(tmp_path, capsys):
+    root = str(tmp_path / 'coco')
+    fx.write_coco(root, threshold_scenes())
+    out = str(tmp_path / 'out')
+    assert fx.build_in_process('coco', root, out, '--min_labeled_pixels', '900') == 0, capsys.readouterr().err
+    kept = sorted(ex['filename'] for ex in fx.read_examples(out, 'train'))
+    assert kept == ['000000000301', '000000000302', '000000000303']
+    assert DatasetInfo.read(out).splits['train'].to_dict()['dropped'] == 1
+    assert fx.build_in_process('coco', root, out, '--min_labeled_pixels', '0') == 0
+    assert DatasetInfo.read(out).splits['train'].num_images == 4
+
+
+def test_min_labeled_pixels_must_be_non_negative(tmp_path):
+    with pytest.raises(build.DatasetError, match='--min_labeled_pixels must be an integer >= 0'):
+        coco.coco_spec(str(tmp_path), ['train'], min_labeled_pixels=-1)

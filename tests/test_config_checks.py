@@ -13,7 +13,7 @@ BASE = 'configs/base.yaml'
 
 @pytest.mark.parametrize('override, message', [
     ('model.name=fcn4s', r'--set: model.name must be one of fcn32s, fcn16s, fcn8s, got .fcn4s.'),
-    ('model.upsample=nearest', r'model.upsample must be one of learnable, fixed, got .nearest.'),
+    ('model.upsample=nearest', r'model.upsample must be one of learnable, per_class, fixed, got .nearest.'),
     ('train.lr_schedule=linear', r'train.lr_schedule must be one of fixed, poly, step, exponential, cosine, got .linear.'),
     ('train.optimizer=adagrad', r'train.optimizer must be one of momentum, sgd, adam, rmsprop, got .adagrad.'),
     ('train.steps=0', r'train.steps must be an integer >= 1, got 0'),

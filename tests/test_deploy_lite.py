@@ -79,3 +79,34 @@ def test_predict_without_tensorflow_gives_the_ids_of_predict_with_it(deployed, f
     for name in expected:
         np.testing.assert_array_equal(got[name], expected[name], err_msg=name)
     assert len(np.unique(np.concatenate([ids.ravel() for ids in got.values()]))) >= 2  # not one flat class
+
+
+@pytest.mark.parametrize('fmt', ['tflite', 'onnx'])
+def test_predict_without_tensorflow_turns_a_jpeg_with_an_exif_orientation_upright(deployed, fmt, tmp_path):
+    """A val photo re-saved by Pillow with EXIF orientation 6: in the lite venv its ids are those
+    of its upright pixels (a lossless PNG of TensorFlow's decode turned clockwise), as with TensorFlow."""
+    from PIL import Image
+    from fcn import image_decoder, orientation
+    photos, paths = deployed
+    turned_dir = tmp_path / 'photos'
+    turned_dir.mkdir()
+    source = sorted(os.listdir(photos))[0]
+    with Image.open(os.path.join(photos, source)) as image:
+        exif = Image.Exif()
+        exif[orientation.TAG] = 6
+        image.save(str(turned_dir / 'turned.jpg'), quality=95, exif=exif.tobytes())
+    decoder = image_decoder.TFDecoder()
+    try:
+        raw = decoder.decode((turned_dir / 'turned.jpg').read_bytes())
+    finally:
+        decoder.close()
+    Image.fromarray(np.rot90(raw, -1)).save(str(turned_dir / 'upright.png'))
+    Image.fromarray(raw).save(str(turned_dir / 'raw.png'))
+    without = _lite('predict.py', '--model', paths[fmt], '--out', str(tmp_path / 'lite'), str(turned_dir))
+    assert without.returncode == 0, without.stdout + without.stderr
+    with_tf = run_script('predict.py', '--model', paths[fmt], '--out', str(tmp_path / 'tf'), str(turned_dir))
+    assert with_tf.returncode == 0, with_tf.stderr
+    lite, tf_ids = _ids(str(tmp_path / 'lite')), _ids(str(tmp_path / 'tf'))
+    np.testing.assert_array_equal(lite['turned.png'], lite['upright.png'])
+    np.testing.assert_array_equal(lite['turned.png'], tf_ids['turned.png'])
+    assert not np.array_equal(lite['raw.png'], lite['upright.png'])  # the turn changes the ids: the test can fail

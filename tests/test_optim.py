@@ -48,7 +48,7 @@ def test_base_yaml_declares_the_new_keys(base_cfg):
     assert train.lr_multipliers == [] and train.bias_lr_multiplier == 1.0
     assert train.clip_gradient_norm == 0.0 and train.decay_steps == 2000 and train.decay_rate == 0.1
     assert base_cfg.loss == {'terms': [{'name': 'cross_entropy', 'weight': 1.0}], 'class_weights': None,
-                             'top_k_percent': 1.0, 'hard_mining_anneal_steps': 0}
+                             'top_k_percent': 1.0, 'hard_mining_anneal_steps': 0, 'normalization': 'valid_pixels'}
 
 
 CLOSED_FORMS = {
@@ -172,9 +172,12 @@ def test_transform_gradients_clips_before_scaling(base_cfg):
     cfg = _train_cfg(base_cfg, clip_gradient_norm=1.0, lr_multipliers=[['vgg_16/fc8', 10.0]], bias_lr_multiplier=1.0)
     with tf.Graph().as_default():
         (w,) = _variables('vgg_16/fc8/weights')
-        (grad, _), = optim.transform_gradients(options.gradients(cfg), [(tf.constant([3.0, 4.0]), w)])
+        (grad, _), = optim.transform_gradients(options.gradients(cfg), [(tf.constant([3.0, 4.0]), w)], 'momentum')
+        # adam and rmsprop: clipped only; their optimizer applies the multipliers to the learning rate
+        (unscaled, _), = optim.transform_gradients(options.gradients(cfg), [(tf.constant([3.0, 4.0]), w)], 'adam')
         with tf1.Session() as sess:
             np.testing.assert_allclose(sess.run(grad), [6.0, 8.0], rtol=1e-6)
+            np.testing.assert_allclose(sess.run(unscaled), [0.6, 0.8], rtol=1e-6)
 
 
 @pytest.mark.parametrize('decay', [None, 0, 0.0])

@@ -141,3 +141,11 @@ def test_an_unknown_bare_config_name_lists_the_shipped_ones(wheel_venv, tmp_path
     assert result.returncode == 2
     assert result.stderr.startswith('error: config file not found: vocc.yaml'), result.stderr
     assert 'demo.yaml' in result.stderr and 'voc.yaml' in result.stderr and 'Traceback' not in result.stderr
+
+
+def test_wheel_ships_the_seg11valid_list(unpacked_wheel):
+    """build_tfrecords.py --splits seg11valid reads it from the installed package."""
+    site, names, _ = unpacked_wheel
+    assert 'fcn/data/seg11valid.txt' in names
+    with open(os.path.join(REPO_ROOT, 'fcn', 'data', 'seg11valid.txt'), 'rb') as f:
+        assert (site / 'fcn' / 'data' / 'seg11valid.txt').read_bytes() == f.read()

@@ -185,3 +185,46 @@ def test_predict_output_is_quiet_and_its_bar_never_shares_a_line_with_a_path(run
     assert 'predict:' not in piped.stdout
     assert sorted(line for line in piped.stdout.split('\n') if line.startswith(str(tmp_path))) == \
         sorted(p.replace('/tty/', '/pipe/') for p in written)
+
+
+def test_a_jpeg_with_an_exif_orientation_is_segmented_and_written_upright(run, tmp_path):
+    """Tag 6 (turn clockwise to view): the outputs are those of the upright pixels, in the upright
+    frame; with upright=False those of the raw pixels, as before."""
+    from PIL import Image
+    from fcn import orientation
+    from datasets_fixtures import random_image
+    _, _, model_path = run
+    rgb = random_image(np.random.default_rng(4), 40, 64)
+    photos = tmp_path / 'photos'
+    photos.mkdir()
+    exif = Image.Exif()
+    exif[orientation.TAG] = 6
+    Image.fromarray(rgb).save(str(photos / 'turned.jpg'), quality=95, exif=exif.tobytes())
+    decoder = image_decoder.TFDecoder()
+    try:
+        raw = decoder.decode((photos / 'turned.jpg').read_bytes())  # decode() does not turn: the stored pixels
+    finally:
+        decoder.close()
+    assert raw.shape == (40, 64, 3)
+    Image.fromarray(np.rot90(raw, -1)).save(str(photos / 'upright.png'))
+    Image.fromarray(raw).save(str(photos / 'raw.png'))
+
+    def predict(name, out, upright=True):
+        list(predict_lib.predict_files(model_path, [str(photos / name)], str(tmp_path / out), upright=upright))
+        stem = os.path.splitext(name)[0]
+        return (read_index_png(str(tmp_path / out / (stem + '.png'))),
+                cv2.imread(str(tmp_path / out / (stem + '_overlay.png'))))
+
+    turned, turned_overlay = predict('turned.jpg', 'a')
+    expected, expected_overlay = predict('upright.png', 'b')
+    assert turned.shape == (64, 40)
+    np.testing.assert_array_equal(turned, expected)
+    np.testing.assert_array_equal(turned_overlay, expected_overlay)
+    kept, _ = predict('turned.jpg', 'c', upright=False)
+    raw_ids, _ = predict('raw.png', 'd')
+    assert kept.shape == (40, 64)
+    np.testing.assert_array_equal(kept, raw_ids)
+    flag = run_script('predict.py', '--model', model_path, '--out', str(tmp_path / 'e'), '--ignore_exif_orientation',
+                      str(photos / 'turned.jpg'))
+    assert flag.returncode == 0, flag.stderr
+    np.testing.assert_array_equal(read_index_png(str(tmp_path / 'e' / 'turned.png')), raw_ids)

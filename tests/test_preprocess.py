@@ -127,3 +127,58 @@ def test_non_square_crop_of_a_larger_image_is_a_window_of_it():
         np.testing.assert_allclose(out_image, image[top:top + 32, left:left + 64], atol=0.01)  # float box coords
         windows.add(matches[0])
     assert len(windows) > 1  # random offsets
+
+
+# --- whole-image training (Caffe's FCN solvers: batch 1, no rescale) ---------------------------------
+
+def _photo(height, width, seed=0):
+    """A VOC-sized noise image and a label with ignored pixels (255) inside it."""
+    rng = np.random.RandomState(seed)
+    label = rng.randint(0, 21, (height, width)).astype(np.uint8)
+    label[rng.rand(height, width) < 0.1] = 255
+    return rng.randint(0, 256, (height, width, 3)).astype(np.uint8), label
+
+
+@pytest.mark.parametrize('height, width', [(375, 500), (500, 375), (333, 500)])
+def test_a_crop_covering_the_image_holds_all_of_it_top_left_and_pads_the_rest(height, width):
+    """train.crop_size 512 >= every VOC image, augment.min_scale = max_scale = 1: each pixel of
+    the image, exactly, at its own place from the top left; mean colour / ignore label below and
+    right of it; nothing cut."""
+    image, label = _photo(height, width)
+    mean = np.asarray(MEAN_RGB, np.float32)
+    for out_image, out_label in augment(image, label, 512):
+        assert out_image.shape == (512, 512, 3) and out_label.shape == (512, 512)
+        np.testing.assert_array_equal(out_image[:height, :width], image.astype(np.float32))
+        np.testing.assert_array_equal(out_label[:height, :width], label)
+        for padding in (out_image[height:], out_image[:, width:]):
+            np.testing.assert_array_equal(padding, np.broadcast_to(mean, padding.shape))
+        assert (out_label[height:] == 255).all() and (out_label[:, width:] == 255).all()
+
+
+def test_a_covering_crop_with_flips_mirrors_the_whole_image_with_its_padding():
+    image, label = _photo(375, 500, seed=1)
+    mirrored_image, mirrored_label = image[:, ::-1].astype(np.float32), label[:, ::-1]
+    seen = set()
+    for out_image, out_label in augment(image, label, 512, flip=True):
+        flipped = not np.array_equal(out_label[:375, :500], label)
+        seen.add(flipped)
+        if not flipped:
+            np.testing.assert_array_equal(out_image[:375, :500], image.astype(np.float32))
+        else:  # flipped: the image at the top right, the padding columns on the left
+            np.testing.assert_array_equal(out_label[:375, 12:], mirrored_label)
+            np.testing.assert_array_equal(out_image[:375, 12:], mirrored_image)
+            assert (out_label[:, :12] == 255).all()
+        assert (out_label[375:] == 255).all()
+    assert seen == {False, True}  # six draws (seeded): both layouts came up
+
+
+def test_scale_1_with_a_smaller_crop_is_an_exact_window_of_the_image():
+    image, label = _photo(100, 90, seed=2)
+    offsets = set()
+    for out_image, out_label in augment(image, label, [64, 32]):
+        matches = [(y, x) for y in range(100 - 64 + 1) for x in range(90 - 32 + 1)
+                   if np.array_equal(out_label, label[y:y + 64, x:x + 32])
+                   and np.array_equal(out_image, image[y:y + 64, x:x + 32].astype(np.float32))]
+        assert matches, 'the crop is no window of the image'
+        offsets.add(matches[0])
+    assert len(offsets) > 1  # a random window, not always the same one

@@ -220,8 +220,10 @@ INPUT_OP_TYPES = ('ReaderReadV2', 'TFRecordReaderV2', 'FIFOQueueV2', 'RandomShuf
 
 
 def _gpu_graph(records, tmp_path, cluster_info=None, extra=()):
+    # random scales: the resampling crop (CropAndResize; scale 1 is a plain pad and slice) among the input ops
     cfg = tiny_config(records, str(tmp_path), extra=['deploy.num_clones=4', 'train.batch_size=8',
-                                                     'train.mixed_precision=true', 'train.xla=true'] + list(extra))
+                                                     'train.mixed_precision=true', 'train.xla=true',
+                                                     'augment.min_scale=0.75', 'augment.max_scale=1.25'] + list(extra))
     return cfg, train_lib.TrainGraph(cfg, deploy.from_config(cfg, cluster_info), cluster_info)
 
 

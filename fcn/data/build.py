@@ -5,7 +5,8 @@ A dataset module (voc, sbd, coco, folder, synthetic, cityscapes, ade20k) turns p
 `DatasetSpec` (fcn.data.spec): class names, palette and, per split, a list of `Item`s. An item knows its image file and how to load its label; everything else happens
 here, the same for every dataset: image decoding and checks, label range checks, parallel
 encoding in worker processes, shard writing (temporary name, renamed when complete), resuming,
-and the summary (written through fcn.data.info, statistics from fcn.data.stats).
+and the summary (written through fcn.data.info, statistics from fcn.data.stats). JPEGs with an
+EXIF orientation are turned upright here (fcn.orientation; `upright=False` keeps raw pixels).
 
 Resuming: next to each complete shard, `.build/<shard>.json` holds its statistics and a
 fingerprint of the items it was built from. A rerun keeps a shard whose file and stats exist
@@ -27,6 +28,7 @@ import random
 import cv2
 import numpy as np
 
+from fcn import orientation as orientation_lib
 from fcn import progress
 from fcn.data import info as dataset_info
 from fcn.data import records, stats
@@ -38,13 +40,34 @@ TMP_SUFFIX = '.tmp'
 IMAGES_PER_AUTO_SHARD = 1024
 
 
-def load_image(path):
-    """Reads and validates an image: (bytes, format, height, width).
+@dataclasses.dataclass(frozen=True)
+class LoadedImage:
+    """An image as it goes into a record: its bytes and upright size, and the EXIF orientation
+    it was turned from (1 when it was not turned)."""
+    data: bytes
+    format: str
+    height: int
+    width: int
+    orientation: int = orientation_lib.UPRIGHT
+
+    @property
+    def raw_size(self):
+        """(height, width) of the stored pixels before turning."""
+        return orientation_lib.upright_size(self.height, self.width, self.orientation)
+
+    @property
+    def size(self):
+        return self.height, self.width
+
+
+def load_image(path, upright=True):
+    """Reads and validates an image: a LoadedImage.
 
     The original bytes are kept for 3-channel 8-bit JPEGs and PNGs (no re-encoding loss, and
     fast); anything else (grayscale, alpha, 16-bit, BMP, TIFF...) is stored as an RGB PNG.
-    Decoding happens only to validate: a truncated or corrupt file is an error here, not later
-    in training.
+    A JPEG whose EXIF orientation is not 1 is turned upright (when `upright`) and stored as a
+    lossless PNG of the turned pixels: the only images re-encoded for it. Decoding happens only
+    to validate: a truncated or corrupt file is an error here, not later in training.
     """
     try:
         with open(path, 'rb') as f:
@@ -57,9 +80,13 @@ def load_image(path):
     if array is None:
         raise DatasetError('unreadable or truncated image', path)
     fmt = _sniff_format(data)
+    turn = orientation_lib.jpeg_orientation(data) if upright and fmt == 'jpeg' else orientation_lib.UPRIGHT
+    if turn != orientation_lib.UPRIGHT:
+        array = orientation_lib.upright(array, turn)
+        fmt = None
     if fmt is None or array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8:
         data, fmt = _encode_png(_to_bgr8(array)), 'png'
-    return data, fmt, array.shape[0], array.shape[1]
+    return LoadedImage(data, fmt, array.shape[0], array.shape[1], turn)
 
 
 def _sniff_format(data):
@@ -93,19 +120,22 @@ def _encode_png(array):
 
 # ----------------------------------------------------------------------------- per-item work
 
-def encode_item(item, num_classes):
-    """Loads and checks one item. Returns ('ok', fields, counts) or ('bad', file, reason, dropped).
+LABEL_IMAGE_EXTENSIONS = ('.png', '.tif', '.tiff', '.jpg', '.jpeg', '.webp')
+
+
+def encode_item(item, num_classes, upright=True):
+    """Loads and checks one item. Returns ('ok', fields, counts, orientation) or ('bad', file,
+    reason, dropped).
 
     fields = (name, image_bytes, format, height, width, label_png); counts = per-value pixel
-    counts (256). Runs in worker processes, so it returns data instead of raising.
+    counts (256); orientation = the EXIF orientation the image was turned from (1: not turned).
+    upright: turn tagged JPEGs upright (see load_image) and refuse tagged label files.
+    Runs in worker processes, so it returns data instead of raising.
     """
     try:
         item.check()
-        image, fmt, height, width = load_image(item.image_path)
-        label = item.load_label(height, width)
-        if label.shape != (height, width):
-            raise DatasetError('label is %dx%d but image %s is %dx%d' % (
-                label.shape[0], label.shape[1], item.image_path, height, width), item.label_file)
+        image = load_image(item.image_path, upright)
+        label = _load_label(item, image, upright)
         counts = np.bincount(label.ravel(), minlength=256)
         out_of_range = np.nonzero(counts[num_classes:IGNORE_LABEL])[0] + num_classes
         if out_of_range.size:
@@ -116,8 +146,43 @@ def encode_item(item, num_classes):
             return ('bad', item.image_path, rejected, True)
     except DatasetError as e:
         return ('bad', e.file or item.image_path, e.reason, False)
-    fields = (item.name, image, fmt, height, width, records.encode_label_png(label))
-    return ('ok', fields, counts)
+    fields = (item.name, image.data, image.format, image.height, image.width, records.encode_label_png(label))
+    return ('ok', fields, counts, image.orientation)
+
+
+def _load_label(item, image, upright):
+    """The item's label in the frame of the (upright) image, its size checked.
+
+    A turned image's label is read in the raw frame and turned with it only for items whose
+    annotations are on the raw pixels (Item.labelled_on_raw_pixels, e.g. COCO by its JSON sizes)."""
+    turned = image.orientation != orientation_lib.UPRIGHT
+    on_raw = turned and item.labelled_on_raw_pixels(image.size, image.raw_size)
+    frame = image.raw_size if on_raw else image.size
+    label = item.load_label(*frame)
+    if label.shape != frame:
+        hint = ''
+        if turned and label.shape == image.raw_size:
+            hint = ('; the image was turned upright from its %s and this label has the size of its raw pixels: '
+                    'if the set was annotated on the raw pixels, build with --ignore_exif_orientation'
+                    % orientation_lib.describe(image.orientation))
+        raise DatasetError('label is %dx%d but image %s is %dx%d%s' % (
+            label.shape[0], label.shape[1], item.image_path, frame[0], frame[1], hint), item.label_file)
+    if upright:
+        _check_label_tag(item.label_file)
+    return orientation_lib.upright(label, image.orientation) if on_raw else label
+
+
+def _check_label_tag(path):
+    """A label file with an EXIF orientation is an error: its pixels may be raw or already
+    upright, and guessing wrong misaligns every pixel without a sign."""
+    if not path or os.path.splitext(str(path))[1].lower() not in LABEL_IMAGE_EXTENSIONS:
+        return
+    tag = orientation_lib.file_orientation(path)
+    if tag != orientation_lib.UPRIGHT:
+        raise DatasetError('this label file carries an %s: labels are taken as upright pixels and the tag would '
+                           'make viewers show it turned; remove the tag (exiftool -Orientation= FILE), or build '
+                           'with --ignore_exif_orientation if the set was annotated on the raw pixels'
+                           % orientation_lib.describe(tag), path)
 
 
 def _worker_context():
@@ -135,13 +200,13 @@ def _worker_context():
 
 
 @contextlib.contextmanager
-def _encoded(items, num_classes, num_workers):
+def _encoded(items, num_classes, num_workers, upright=True):
     """An iterator of encode_item results, in order, from a pool of worker processes (in-process if 1).
 
     The workers start at once, so they encode while the caller imports TensorFlow; leaving the
     context stops them, also on error or Ctrl-C.
     """
-    work = functools.partial(encode_item, num_classes=num_classes)
+    work = functools.partial(encode_item, num_classes=num_classes, upright=upright)
     if num_workers <= 1 or len(items) <= 1:
         yield map(work, items)
         return
@@ -162,8 +227,10 @@ def partition(items, num_shards):
     return [items[i * n // num_shards:(i + 1) * n // num_shards] for i in range(num_shards)]
 
 
-def fingerprint(spec, items):
-    digest = hashlib.sha1(json.dumps([spec.name, spec.class_names, spec.options], sort_keys=True).encode())
+def fingerprint(spec, items, upright=True):
+    """Of what decides a shard's content: the spec's classes and options, EXIF handling, the items."""
+    content = [spec.name, spec.class_names, spec.options, {'exif_orientation': 'upright' if upright else 'ignored'}]
+    digest = hashlib.sha1(json.dumps(content, sort_keys=True).encode())
     for item in items:
         digest.update(item.key().encode('utf-8', 'surrogateescape'))
         digest.update(b'\n')
@@ -222,11 +289,11 @@ class _ShardWriter:
             os.remove(self.path + TMP_SUFFIX)
 
 
-def _build_pending(spec, out_dir, split, pending, options):
+def _build_pending(spec, out_dir, split, pending, options, upright):
     """Encodes and writes the pending shards [(shard, fingerprint, items)]; returns their stats."""
     all_items = [item for _, _, items in pending for item in items]
     built = {}
-    with _encoded(all_items, spec.num_classes, options.num_workers) as results, \
+    with _encoded(all_items, spec.num_classes, options.num_workers, upright) as results, \
             progress.bar(len(all_items), split, enabled=options.progress) as bar:
         for shard, expected, items in pending:
             writer, shard_stats = _ShardWriter(out_dir, shard), stats.LabelStats(spec.num_classes, IGNORE_LABEL)
@@ -244,14 +311,14 @@ def _build_pending(spec, out_dir, split, pending, options):
 
 def _add_result(writer, shard_stats, result, skip_bad):
     if result[0] == 'ok':
-        _, fields, counts = result
+        _, fields, counts, orientation = result
         writer.write(fields)
-        shard_stats.add(fields[3], fields[4], counts)
+        shard_stats.add(fields[3], fields[4], counts, turned=orientation != orientation_lib.UPRIGHT)
         return
     _, file, reason, dropped = result
     if not (skip_bad or dropped):
         raise DatasetError(reason, file)
-    shard_stats.skipped.append({'file': file, 'reason': reason})
+    shard_stats.skip(file, reason, dropped)
 
 
 def _remove_stale(out_dir, split, keep):
@@ -266,7 +333,7 @@ def _remove_stale(out_dir, split, keep):
                 os.remove(state)
 
 
-def build_split(spec, out_dir, split, items, options):
+def build_split(spec, out_dir, split, items, options, upright=True):
     """Writes the shards of one split; returns its summary entry."""
     if not items:
         raise DatasetError('split %r is empty: no images listed' % split)
@@ -274,13 +341,13 @@ def build_split(spec, out_dir, split, items, options):
     shards = [records.shard_name(split, i, num_shards) for i in range(num_shards)]
     done, pending = {}, []
     for shard, shard_items in zip(shards, partition(items, num_shards)):
-        expected = fingerprint(spec, shard_items)
+        expected = fingerprint(spec, shard_items, upright)
         saved = None if options.overwrite else _load_complete_stats(out_dir, shard, expected)
         if saved is None:
             pending.append((shard, expected, shard_items))
         else:
             done[shard] = saved
-    done.update(_build_pending(spec, out_dir, split, pending, options))
+    done.update(_build_pending(spec, out_dir, split, pending, options, upright))
     _remove_stale(out_dir, split, keep=set(shards))
     entry = stats.merged([done[shard] for shard in shards], spec.num_classes, IGNORE_LABEL)
     entry['num_shards'] = num_shards
@@ -306,9 +373,12 @@ class BuildOptions:
 
 
 def build(spec, out_dir, *, num_shards=None, num_workers=1, overwrite=False, skip_bad=False, progress=False,
-          seed=0):
+          seed=0, upright=True):
     """Builds every split of `spec` into out_dir and writes summary.json; returns the summary
-    (DatasetInfo.to_dict() of what was written). The keywords are BuildOptions' fields."""
+    (DatasetInfo.to_dict() of what was written). The keywords are BuildOptions' fields, and
+    `upright`: turn JPEGs with an EXIF orientation upright (False: keep their raw pixels, for
+    sets annotated on them; --ignore_exif_orientation). It changes content, so it is part of
+    every shard's fingerprint."""
     options = BuildOptions(num_shards, num_workers, overwrite, skip_bad, progress, seed)
     os.makedirs(os.path.join(out_dir, STATE_DIR), exist_ok=True)
     info = _previous_info(out_dir, spec)
@@ -319,7 +389,7 @@ def build(spec, out_dir, *, num_shards=None, num_workers=1, overwrite=False, ski
             info = dataclasses.replace(info, splits={k: v for k, v in info.splits.items() if k != split})
             info.write(path)  # readers must not mix old and new shards
         random.Random('%s:%s' % (options.seed, split)).shuffle(items)
-        entry = build_split(spec, out_dir, split, items, options)
+        entry = build_split(spec, out_dir, split, items, options, upright)
         info = info.with_split(split, dataset_info.SplitInfo.from_dict(entry, split))
         info.write(path)
     return info.to_dict()

@@ -8,8 +8,18 @@ Label maps:
   voc20: the 20 VOC classes (usual COCO -> VOC mapping); other categories are background.
   coco:  background + the 80 categories in category-id order, contiguous ids 1..80.
 Pixels covered by instances of different (mapped) classes, and crowd regions of mapped
-classes, are 255 (ignore). With min_labeled_fraction, training images whose non-background,
-non-ignore area is below that fraction are left out (and listed as skipped).
+classes, are 255 (ignore).
+
+Training splits (names starting with "train") drop images with fewer than min_labeled_pixels
+(default 1,000, as torchvision's reference drops images whose annotations cover 1,000 pixels or
+less) labelled pixels other than background and ignore, and, with min_labeled_fraction, those
+whose labelled share of the image is below it; both are listed as skipped and counted as
+dropped. Validation splits keep every image.
+
+EXIF orientation: an image turned upright (fcn.data.build) gets its label in the frame its
+JSON width and height describe: the upright one when they are the turned size (an export from a
+tool that shows photos upright), else the raw pixels' (COCO's own annotations were drawn in
+browsers that ignored the tag, and its sizes are the stored pixels'), then turned with it.
 """
 import contextlib
 import io
@@ -20,12 +30,13 @@ import numpy as np
 
 from fcn.data.spec import IGNORE_LABEL, BadItem, DatasetError, DatasetSpec, Item, parse_splits, safe_join
 from fcn.data.palette import VOC_CLASSES, voc_palette
+from fcn.data.sanity import is_training_split
 
 # COCO category id of each VOC class, in VOC order (0 = background).
 VOC_COCO_IDS = (0, 5, 2, 16, 9, 44, 6, 3, 17, 62, 21, 67, 18, 19, 4, 1, 64, 20, 63, 7, 72)
 LABEL_MAPS = ('voc20', 'coco')
 DEFAULT_SPLITS = ('train', 'val')
-TRAIN_SPLITS = ('train',)
+DEFAULT_MIN_LABELED_PIXELS = 1000
 
 
 def split_folder(split):
@@ -101,7 +112,7 @@ class CocoItem(Item):
     """One COCO image; its label is rasterized from the annotations it carries."""
 
     def __init__(self, name, image_path, image_id, height, width, annotations, class_map, json_path,
-                 min_labeled_fraction=0.0):
+                 min_labeled_fraction=0.0, min_labeled_pixels=0):
         super().__init__(name, image_path)
         self.image_id = image_id
         self.height, self.width = height, width
@@ -109,6 +120,7 @@ class CocoItem(Item):
         self.class_map = class_map
         self.json_path = json_path
         self.min_labeled_fraction = min_labeled_fraction
+        self.min_labeled_pixels = min_labeled_pixels
 
     @property
     def label_file(self):
@@ -127,16 +139,23 @@ class CocoItem(Item):
             raise DatasetError('bad segmentation in the annotations of image id %d (%s)' % (self.image_id, e),
                                self.json_path) from None
 
+    def labelled_on_raw_pixels(self, size, raw_size):
+        """Upright only when the JSON's size is the turned one and not the raw one (module doc)."""
+        return (self.height, self.width) != tuple(size) or tuple(size) == tuple(raw_size)
+
     def reject_reason(self, counts, num_classes):
+        labelled = int(counts[1:num_classes].sum())
+        if labelled < self.min_labeled_pixels:
+            return '%d labelled pixels below --min_labeled_pixels %d' % (labelled, self.min_labeled_pixels)
         if self.min_labeled_fraction <= 0:
             return None
-        fraction = counts[1:num_classes].sum() / float(counts.sum())
+        fraction = labelled / float(counts.sum())
         if fraction < self.min_labeled_fraction:
             return 'labelled area %.4f below --min_labeled_fraction %g' % (fraction, self.min_labeled_fraction)
         return None
 
 
-def split_items(coco, data_dir, split, class_map, json_path, min_labeled_fraction):
+def split_items(coco, data_dir, split, class_map, json_path, min_labeled_fraction=0.0, min_labeled_pixels=0):
     """One CocoItem per image of the split (images without annotations are all background)."""
     image_dir = os.path.join(data_dir, split_folder(split))
     items = []
@@ -151,13 +170,18 @@ def split_items(coco, data_dir, split, class_map, json_path, min_labeled_fractio
             items.append(BadItem(name, json_path, e.reason))
             continue
         items.append(CocoItem(name, path, image_id, int(info['height']), int(info['width']), annotations,
-                              class_map, json_path, min_labeled_fraction))
+                              class_map, json_path, min_labeled_fraction, min_labeled_pixels))
     return items
 
 
-def coco_spec(data_dir, splits, labels='voc20', min_labeled_fraction=0.0):
+def coco_spec(data_dir, splits, labels='voc20', min_labeled_fraction=0.0,
+              min_labeled_pixels=DEFAULT_MIN_LABELED_PIXELS):
+    """The DatasetSpec of a COCO tree; the thresholds apply to training splits only (module doc)."""
     if not 0.0 <= min_labeled_fraction < 1.0:
         raise DatasetError('--min_labeled_fraction must be in [0, 1), got %g' % min_labeled_fraction)
+    if isinstance(min_labeled_pixels, bool) or not isinstance(min_labeled_pixels, int) or min_labeled_pixels < 0:
+        raise DatasetError('--min_labeled_pixels must be an integer >= 0 (0 keeps every image), got %r'
+                           % (min_labeled_pixels,))
     class_names, class_map, categories, items = None, None, None, {}
     for split in splits:
         json_path = annotation_path(data_dir, split)
@@ -168,10 +192,11 @@ def coco_spec(data_dir, splits, labels='voc20', min_labeled_fraction=0.0):
             class_names, class_map = label_map(labels, cats, json_path)
         elif [(c['id'], c['name']) for c in cats] != [(c['id'], c['name']) for c in categories]:
             raise DatasetError('categories differ from those of the first split', json_path)
-        threshold = min_labeled_fraction if split in TRAIN_SPLITS else 0.0
-        items[split] = split_items(coco, data_dir, split, class_map, json_path, threshold)
+        training = is_training_split(split)
+        items[split] = split_items(coco, data_dir, split, class_map, json_path,
+                                   min_labeled_fraction if training else 0.0, min_labeled_pixels if training else 0)
         if not items[split]:
             raise DatasetError("split %r is empty: no images in this file" % split, json_path)
-    options = {'labels': labels, 'min_labeled_fraction': min_labeled_fraction,
+    options = {'labels': labels, 'min_labeled_fraction': min_labeled_fraction, 'min_labeled_pixels': min_labeled_pixels,
                'categories': json.dumps(categories, sort_keys=True)}
     return DatasetSpec('coco', class_names, voc_palette(len(class_names)), items, options)

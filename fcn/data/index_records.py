@@ -3,7 +3,9 @@
 
 Every record of every shard is read: the images of each split are counted, every label value is
 checked (a class id < num_classes or the ignore label; otherwise an error naming the value, the
-record's filename and the shard), and the same statistics as our builder's are collected. The
+record's filename and the shard), and the same statistics as our builder's are collected; JPEGs
+that carry an EXIF orientation are counted (`exif_tagged`: the records hold their raw pixels,
+which training reads unturned; a warning says so). The
 output folder gets summary.json and the shards, linked (or copied where links fail): the
 original folder is never written to.
 """
@@ -72,24 +74,38 @@ def _find_shards(data_dir, splits):
 def index_split(paths, num_classes, ignore_label):
     """The summary entry of one split's shards; DatasetError naming the shard on a bad record."""
     total = stats.LabelStats(num_classes, ignore_label)
+    tagged = 0
     for path in paths:
         try:
             for raw in records.read_records(path):
-                height, width, histogram = _label_histogram(raw, path, num_classes, ignore_label)
+                feature = _features(raw)
+                height, width, histogram = _label_histogram(feature, path, num_classes, ignore_label)
                 total.add(height, width, histogram)
+                tagged += _exif_tagged(feature)
         except ValueError as e:
             if isinstance(e, DatasetError):
                 raise
             raise DatasetError(str(e), path) from None
     entry = total.to_dict()
     entry['num_shards'] = len(paths)
+    entry['exif_tagged'] = tagged
     return entry
 
 
-def _label_histogram(raw, shard, num_classes, ignore_label):
-    import cv2
+def _features(raw):
     from fcn.compat import tf  # quiet: no TensorFlow start-up lines (workers import this too)
-    feature = tf.train.Example.FromString(raw).features.feature
+    return tf.train.Example.FromString(raw).features.feature
+
+
+def _exif_tagged(feature):
+    """1 when the record's image is a JPEG with an EXIF orientation other than 1, else 0."""
+    from fcn import orientation
+    encoded = feature[records.IMAGE_ENCODED].bytes_list.value if records.IMAGE_ENCODED in feature else []
+    return int(bool(encoded) and orientation.jpeg_orientation(encoded[0]) != orientation.UPRIGHT)
+
+
+def _label_histogram(feature, shard, num_classes, ignore_label):
+    import cv2
     name = _text(feature, records.IMAGE_FILENAME) or '(no image/filename)'
     encoded = feature[records.LABEL_ENCODED].bytes_list.value if records.LABEL_ENCODED in feature else []
     where = 'record %r' % name

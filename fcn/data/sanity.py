@@ -2,13 +2,15 @@
 
 The problems are those that build without an error yet train nothing useful: masks that hold
 only 0 and 255 (objects painted 255, which is the ignore label), classes with no pixels in a
-training split, and splits where most pixels are ignored.
+training split, splits where most pixels are ignored, and indexed records whose JPEGs carry an
+EXIF orientation (their raw pixels are what training sees).
 """
 MOSTLY_IGNORED = 0.5  # a split whose ignored share of the pixels is above this gets a warning
 
 
 def is_training_split(name):
-    return name.startswith('train')
+    """train, train_aug, train2017, sbd_train...: the splits trained on."""
+    return name.startswith('train') or name.endswith('_train')
 
 
 def warnings_for(info):
@@ -39,6 +41,12 @@ def _split_warnings(info, name, split):
     if total and ignored > MOSTLY_IGNORED * total:
         lines.append('split %r: %.0f%% of the pixels are the ignore label %d' % (name, 100.0 * ignored / total,
                                                                                    info.ignore_label))
+    tagged = split.extra.get('exif_tagged') or 0
+    if tagged:
+        lines.append('split %r: %d %s an EXIF orientation: these records hold the raw pixels, which '
+                     'training and eval read unturned; if the labels were drawn on the upright view (as annotation '
+                     'tools show photos), build the records from the source with build_tfrecords.py, which turns '
+                     'them upright' % (name, tagged, 'image carries' if tagged == 1 else 'images carry'))
     return lines
 
 

@@ -56,12 +56,15 @@ class SbdItem(Item):
         return read_sbd_label(self.mat_path)
 
 
-def make_item(voc_image_dir, sbd_dir, stem, source):
-    """VOC's JPEG when VOC has the image (SBD's images are VOC 2011 ones), else SBD's img/."""
+def make_item(image_dir, sbd_dir, stem, source, fallback_image_dir=None):
+    """The JPEG from image_dir when it has the image, else from fallback_image_dir (default SBD's
+    img/); the label from SBD's cls/. train_aug passes VOC's JPEGImages/ first (SBD's images are
+    VOC 2011 ones), sbd_train SBD's img/ first (as fcn.berkeleyvision.org's SBD layer reads them)."""
+    fallback_image_dir = fallback_image_dir or os.path.join(sbd_dir, IMAGE_DIR)
     try:
-        image = safe_join(voc_image_dir, stem + '.jpg')
+        image = safe_join(image_dir, stem + '.jpg')
         if not os.path.isfile(image):
-            image = safe_join(os.path.join(sbd_dir, IMAGE_DIR), stem + '.jpg')
+            image = safe_join(fallback_image_dir, stem + '.jpg')
         mat = safe_join(os.path.join(sbd_dir, CLS_DIR), stem + '.mat')
     except DatasetError as e:
         return BadItem(stem, source, e.reason)

@@ -47,6 +47,14 @@ class Item:
         """The uint8 HxW class-id label (255 = ignore); raises DatasetError naming the file."""
         raise NotImplementedError
 
+    def labelled_on_raw_pixels(self, size, raw_size):
+        """For an image turned upright from an EXIF orientation: True when its annotations are on
+        the raw (stored) pixels, so that the label is read at raw_size and turned with the image.
+
+        Default False: annotation tools (CVAT, Label Studio, labelme) draw on the upright view,
+        so mask files are upright. size and raw_size are (height, width)."""
+        return False
+
     def reject_reason(self, counts, num_classes):
         """A reason to leave out a valid example (e.g. too little labelled area), or None."""
         return None

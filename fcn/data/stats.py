@@ -7,7 +7,7 @@ class occurs (`class_present_pixel_counts`) and the number of those images (`cla
 import numpy as np
 
 KEYS = ('num_images', 'class_pixel_counts', 'class_present_pixel_counts', 'class_image_counts',
-        'ignored_pixels', 'height_range', 'width_range', 'skipped')
+        'ignored_pixels', 'height_range', 'width_range', 'skipped', 'dropped', 'exif_turned')
 
 
 class LabelStats:
@@ -24,9 +24,12 @@ class LabelStats:
         self.heights = []
         self.widths = []
         self.skipped = []
+        self.dropped = 0
+        self.turned = 0
 
-    def add(self, height, width, histogram):
-        """One image: its size and the histogram of its label values (length >= num_classes)."""
+    def add(self, height, width, histogram, turned=False):
+        """One image: its size and the histogram of its label values (length >= num_classes);
+        turned: it was turned upright from an EXIF orientation."""
         classes = np.asarray(histogram[:self.num_classes], np.int64)
         present = classes > 0
         self.num_images += 1
@@ -36,6 +39,12 @@ class LabelStats:
         self.ignored += int(histogram[self.ignore_label]) if self.ignore_label < len(histogram) else 0
         self.heights.append(int(height))
         self.widths.append(int(width))
+        self.turned += int(bool(turned))
+
+    def skip(self, file, reason, dropped=False):
+        """One image left out: a bad file, or (dropped) a valid one a threshold leaves out."""
+        self.skipped.append({'file': file, 'reason': reason})
+        self.dropped += int(bool(dropped))
 
     def merge(self, entry):
         """Adds a saved entry (to_dict() of another LabelStats)."""
@@ -45,6 +54,8 @@ class LabelStats:
         self.images += np.asarray(entry['class_image_counts'], np.int64)
         self.ignored += entry['ignored_pixels']
         self.skipped.extend(entry['skipped'])
+        self.dropped += entry['dropped']
+        self.turned += entry['exif_turned']
         if entry['num_images']:
             self.heights.extend(entry['height_range'])
             self.widths.extend(entry['width_range'])
@@ -59,6 +70,8 @@ class LabelStats:
             'height_range': [min(self.heights), max(self.heights)] if self.heights else None,
             'width_range': [min(self.widths), max(self.widths)] if self.widths else None,
             'skipped': list(self.skipped),
+            'dropped': int(self.dropped),
+            'exif_turned': int(self.turned),
         }
 
 

@@ -2,6 +2,15 @@
 
 The palette index of a SegmentationClass PNG is the class id; 255 marks the void border.
 With an SBD folder, the `train_aug` split is added (see fcn.data.sbd).
+
+Two protocols, never to be mixed (see the datasets docs):
+  DeepLab-style: train_aug (10,582) -> val (1,449).
+  FCN paper / fcn.berkeleyvision.org: sbd_train (SBD's train.txt, 8,498 images, SBD's labels
+  even where VOC has one, as its SBD data layer reads them) -> seg11valid (the 736 VOC2011
+  segval images not in SBD train, fcn/data/seg11valid.txt, VOC's labels). Their published
+  FCN-32s 63.6, FCN-16s 65.0, FCN-8s 65.5, at-once 65.4 mIoU are on seg11valid.
+A listed image of a protocol split that is missing is an error naming it and its list, before
+anything is built: a partial split is not the protocol.
 """
 import os
 
@@ -15,6 +24,8 @@ DEFAULT_SPLITS = ('train', 'val')
 IMAGE_DIR = 'JPEGImages'
 LABEL_DIR = 'SegmentationClass'
 LIST_DIR = os.path.join('ImageSets', 'Segmentation')
+SEG11VALID_LIST = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'seg11valid.txt')
+SHOWN_MISSING = 5
 
 
 def open_label_image(path, what='label'):
@@ -123,15 +134,67 @@ def train_aug_items(voc_dir, sbd_dir):
     return [items[stem] for stem in sorted(items)]
 
 
+def seg11valid_items(voc_dir):
+    """The 736 seg11valid images with VOC's labels (the list ships in fcn/data)."""
+    items = [make_item(voc_dir, stem, SEG11VALID_LIST) for stem in read_list(SEG11VALID_LIST)]
+    _check_listed(items, 'seg11valid', SEG11VALID_LIST)
+    return items
+
+
+def sbd_train_items(voc_dir, sbd_dir):
+    """SBD's train.txt with SBD's labels for every image (also where VOC has a label); the image
+    from SBD's img/ (as fcn.berkeleyvision.org's SBD layer reads it), else VOC's JPEGImages/."""
+    path = os.path.join(sbd_dir, 'train.txt')
+    if not os.path.isdir(os.path.join(sbd_dir, sbd.CLS_DIR)):
+        raise DatasetError('not an SBD dataset folder: cls/ is missing', sbd_dir)
+    stems = read_list(path)
+    overlap = sorted(set(stems) & set(read_list(SEG11VALID_LIST)))
+    if overlap:
+        raise DatasetError('%d of its images are in seg11valid (%s): this is not SBD\'s train list, which '
+                           'seg11valid was made disjoint from' % (len(overlap), _shortlist(overlap)), path)
+    items = [sbd.make_item(os.path.join(sbd_dir, sbd.IMAGE_DIR), sbd_dir, stem, path,
+                           fallback_image_dir=os.path.join(voc_dir, IMAGE_DIR)) for stem in stems]
+    _check_listed(items, 'sbd_train', path)
+    return items
+
+
+def _check_listed(items, split, list_file):
+    """DatasetError naming the list and the listed images whose image or label file is missing."""
+    if not items:
+        raise DatasetError('split %r is empty' % split, list_file)
+    missing = []
+    for item in items:
+        item.check()  # an entry escaping the folder
+        absent = [p for p in (item.image_path, item.label_file) if not os.path.isfile(p)]
+        if absent:
+            missing.append('%s (%s)' % (item.name, ', '.join(absent)))
+    if missing:
+        raise DatasetError('%s: %d of the %d images listed here are missing (image or label file not found): %s'
+                           % (split, len(missing), len(items), _shortlist(missing)), list_file)
+
+
+def _shortlist(names):
+    return ', '.join(names[:SHOWN_MISSING]) + (', ...' if len(names) > SHOWN_MISSING else '')
+
+
+def _needs_sbd(split, sbd_dir):
+    if not sbd_dir:
+        raise DatasetError('split %s needs --sbd_dir (the SBD "dataset" folder)' % split)
+
+
 def voc_spec(voc_dir, splits, class_names=VOC_CLASSES, palette=None, name='voc', sbd_dir=None, options=None):
-    """The DatasetSpec of a VOC-layout folder; 'train_aug' needs sbd_dir."""
+    """The DatasetSpec of a VOC-layout folder; 'train_aug' and 'sbd_train' need sbd_dir."""
     check_voc_dir(voc_dir)
     items = {}
     for split in splits:
         if split == 'train_aug':
-            if not sbd_dir:
-                raise DatasetError('split train_aug needs --sbd_dir (the SBD "dataset" folder)')
+            _needs_sbd(split, sbd_dir)
             items[split] = train_aug_items(voc_dir, sbd_dir)
+        elif split == 'sbd_train':
+            _needs_sbd(split, sbd_dir)
+            items[split] = sbd_train_items(voc_dir, sbd_dir)
+        elif split == 'seg11valid':
+            items[split] = seg11valid_items(voc_dir)
         else:
             items[split] = split_items(voc_dir, split)
     if palette is None:

@@ -52,8 +52,16 @@ def random_scale_pad_crop(image, label, crop_size, min_scale, max_scale, step, i
     pad -> random crop, but computed in one crop_and_resize of only the crop's pixels: the
     cost no longer grows with the scale (a 2x VOC image would be resized to 1000x750 just
     to keep 512x512 of it).
+
+    Scale 1 (min_scale = max_scale = 1) takes the image's own pixels, with no resampling
+    (`_pad_crop`): with a crop at least the image's size, that is whole-image training as in
+    Caffe's FCN solvers (batch 1, no rescale): the whole image at the top left, nothing cut,
+    the bottom and right padded with the mean colour and the ignore label (then flipped with
+    its padding when augment.flip is on).
     """
     crop_size = crop_shape(crop_size)
+    if float(min_scale) == float(max_scale) == 1.0:
+        return _pad_crop(image, label, crop_size, ignore_label)
     scale = _random_scale_factor(min_scale, max_scale, step)
     size = tf.cast(tf.shape(image)[:2], tf.float32)
     scaled = tf.round(size * scale)
@@ -68,6 +76,24 @@ def random_scale_pad_crop(image, label, crop_size, min_scale, max_scale, step, i
     label = _crop_resize(_pad_edges(tf.cast(label, tf.float32)), box, crop_size, 'nearest')
     label = tf.where(in_image > 0, label, float(ignore_label))
     return image, tf.cast(label, tf.int32)
+
+
+def _pad_crop(image, label, crop_size, ignore_label):
+    """The scale-1 case of `random_scale_pad_crop`, exact: the image padded at the bottom and
+    right to at least `crop_size`, and a random window of that size (the same offsets as the
+    resampling path draws); padding is the mean colour in the image and `ignore_label` in the label."""
+    size = tf.shape(image)[:2]
+    crop = tf.constant(crop_size, tf.int32)
+    slack = tf.cast(tf.maximum(size - crop, 0), tf.float32)
+    offset = tf.floor(tf.random.uniform([2]) * (slack + 1.0))
+    start = tf.concat([tf.cast(offset, tf.int32), [0]], axis=0)
+    padding = tf.stack([[0, tf.maximum(crop[0] - size[0], 0)], [0, tf.maximum(crop[1] - size[1], 0)], [0, 0]])
+    window = [crop_size[0], crop_size[1], -1]
+    in_image = _inside_mask(offset, crop_size, tf.cast(size, tf.float32)) > 0
+    image = tf.slice(tf.pad(image, padding), start, window)
+    image = tf.where(in_image, image, tf.constant(MEAN_RGB, tf.float32))
+    label = tf.slice(tf.pad(tf.cast(label, tf.int32), padding), start, window)
+    return image, tf.where(in_image, label, ignore_label)
 
 
 def _pad_edges(image):
@@ -95,7 +121,9 @@ def random_flip(image, label):
 
 def photometric_jitter(image, aug):
     """Colour jitter on a [0, 255] float image for `AugmentOptions` `aug`; each strength 0
-    disables that step."""
+    disables that step; with all four 0 the image is returned as it is."""
+    if not (aug.brightness > 0 or aug.contrast > 0 or aug.saturation > 0 or aug.hue > 0):
+        return image
     image = image / 255.0
     if aug.brightness > 0:
         image = tf.image.random_brightness(image, aug.brightness)

@@ -2,6 +2,8 @@
 
   python build_tfrecords.py --dataset synthetic --out data/demo
   python build_tfrecords.py --dataset voc --data_dir VOC2012 [--sbd_dir SBD/dataset] --out data/voc
+  python build_tfrecords.py --dataset voc --data_dir VOC2012 --sbd_dir SBD/dataset --splits sbd_train,seg11valid \\
+      --out data/voc-fcn      # the FCN paper's protocol (train on sbd_train, evaluate on seg11valid)
   python build_tfrecords.py --dataset coco --data_dir coco --labels voc20 --out data/coco-voc
   python build_tfrecords.py --dataset cityscapes --data_dir cityscapes --out data/cityscapes [--label_type labelTrainIds]
   python build_tfrecords.py --dataset ade20k --data_dir ADEChallengeData2016 --out data/ade20k
@@ -55,7 +57,8 @@ def synthetic_spec(args):
 def coco_spec(args):
     from fcn.data import coco
     _require(args, 'coco', data_dir='the folder holding annotations/')
-    return coco.coco_spec(args.data_dir, _splits(args, coco.DEFAULT_SPLITS), args.labels, args.min_labeled_fraction)
+    return coco.coco_spec(args.data_dir, _splits(args, coco.DEFAULT_SPLITS), args.labels, args.min_labeled_fraction,
+                          args.min_labeled_pixels)
 
 
 def folder_spec(args):
@@ -103,7 +106,7 @@ def build_dataset(args):
     from fcn.data import build
     return build.build(result, args.out, num_shards=args.num_shards, num_workers=args.num_workers,
                        overwrite=args.overwrite, skip_bad=args.skip_bad, progress=not args.no_progress,
-                       seed=args.seed)
+                       seed=args.seed, upright=not args.ignore_exif_orientation)
 
 
 def make_parser():
@@ -112,17 +115,25 @@ def make_parser():
     p.add_argument('--out', help='output folder for shards and summary.json (required unless --verify)')
     p.add_argument('--verify', metavar='DIR', help='instead of building: check every record of every shard in DIR '
                                                    '(checksums, image and label decode) and name the bad ones')
-    p.add_argument('--splits', help='comma-separated splits to build (voc: default train,val[,train_aug]; '
+    p.add_argument('--splits', help='comma-separated splits to build (voc: default train,val[,train_aug]; also '
+                                    'seg11valid and, with --sbd_dir, sbd_train: the FCN paper\'s protocol; '
                                     'coco, cityscapes, ade20k: default train,val; records: default every split found)')
     g = p.add_argument_group('voc / sbd / coco / cityscapes / ade20k')
     g.add_argument('--data_dir', help='VOC2012 folder (voc), COCO root with annotations/ (coco), the folder holding '
                                       'leftImg8bit/ and gtFine/ (cityscapes), ADEChallengeData2016 (ade20k) or the '
                                       'folder of *.tfrecord shards (records)')
-    g.add_argument('--sbd_dir', help='SBD "dataset" folder (cls/*.mat, train.txt, val.txt): adds train_aug')
+    g.add_argument('--sbd_dir', help='SBD "dataset" folder (cls/*.mat, img/, train.txt, val.txt): adds train_aug '
+                                     '(DeepLab-style protocol, with val); --splits sbd_train,seg11valid writes '
+                                     'the FCN paper\'s protocol instead (never mix the two)')
     g.add_argument('--labels', default='voc20', choices=['voc20', 'coco'],
                    help='coco label map: voc20 (VOC classes, other categories background) or coco (80 + background)')
+    g.add_argument('--min_labeled_pixels', type=int, default=1000,
+                   help='coco: leave out training images with fewer labelled pixels than this, background and '
+                        'ignored pixels not counted (default 1000, as torchvision\'s reference; 0 keeps every '
+                        'image); validation keeps every image')
     g.add_argument('--min_labeled_fraction', type=float, default=0.0,
-                   help='coco: leave out training images whose non-background labelled area is below this fraction')
+                   help='coco: also leave out training images whose non-background labelled area is below this '
+                        'fraction of the image (default 0: off)')
     g.add_argument('--label_type', default='labelIds', choices=['labelIds', 'labelTrainIds'],
                    help="cityscapes: read *_gtFine_labelIds.png (mapped to the 19 training ids of cityscapesScripts' "
                         "labels.py) or *_gtFine_labelTrainIds.png (taken as they are)")
@@ -150,6 +161,9 @@ def make_parser():
     g.add_argument('--num_shards', type=int, help='shards per split (default: max(4, images/1024))')
     g.add_argument('--num_workers', type=int, default=os.cpu_count() or 1, help='encoding processes')
     g.add_argument('--overwrite', action='store_true', help='rebuild shards that are already complete')
+    g.add_argument('--ignore_exif_orientation', action='store_true',
+                   help='keep the raw pixels of JPEGs that carry an EXIF orientation (for sets annotated on the '
+                        'raw pixels) instead of turning them upright, and accept label files that carry one')
     g.add_argument('--skip_bad', action='store_true',
                    help='skip bad images / labels (listed in summary.json) instead of stopping')
     g.add_argument('--no_progress', action='store_true', help='no progress bar')
@@ -173,12 +187,23 @@ def _main(argv):
     summary = build_dataset(args)
     from fcn.data import info, sanity
     for split, entry in sorted(summary['splits'].items()):
-        print('%s: %d images in %d shards, %d skipped' % (split, entry['num_images'], entry['num_shards'],
-                                                           len(entry['skipped'])))
+        print(split_line(split, entry))
     print('wrote %s' % info.summary_path(args.out))
     for line in sanity.warnings_for(info.DatasetInfo.from_dict(summary)):
         print('warning: %s' % line, file=sys.stderr)
     return 0
+
+
+def split_line(split, entry):
+    """'train: 90 images in 4 shards, 2 skipped, 8 dropped (--min_labeled_*), 3 turned upright (EXIF)'."""
+    dropped = entry.get('dropped', 0)
+    line = '%s: %d images in %d shards, %d skipped' % (split, entry['num_images'], entry['num_shards'],
+                                                       len(entry['skipped']) - dropped)
+    if dropped:
+        line += ', %d dropped (below --min_labeled_pixels / --min_labeled_fraction)' % dropped
+    if entry.get('exif_turned'):
+        line += ', %d turned upright (EXIF orientation)' % entry['exif_turned']
+    return line
 
 
 def verify(data_dir):

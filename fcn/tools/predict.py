@@ -26,6 +26,9 @@ def main():
     mode.add_argument('--imagenet', action='store_true', help='classify with a VGG-16 checkpoint (1000 classes)')
     parser.add_argument('--out', required=True, help='output folder')
     parser.add_argument('--overwrite', action='store_true', help='replace earlier results in --out')
+    parser.add_argument('--ignore_exif_orientation', action='store_true',
+                        help='segment the raw pixels of JPEGs with an EXIF orientation instead of turning them '
+                             'upright (for a model trained on records built with --ignore_exif_orientation)')
     parser.add_argument('images', nargs='+', help='image files and folders')
     imagenet = parser.add_argument_group('--imagenet')
     imagenet.add_argument('--config', help='YAML config, e.g. configs/imagenet.yaml (model.width, init.checkpoint)')
@@ -40,7 +43,8 @@ def main():
         lines = _imagenet(parser, args)
     else:
         from fcn import predict_lib
-        lines = predict_lib.predict_files(args.model, args.images, args.out, overwrite=args.overwrite)
+        lines = predict_lib.predict_files(args.model, args.images, args.out, overwrite=args.overwrite,
+                                          upright=not args.ignore_exif_orientation)
     from tqdm import tqdm
     for line in lines:
         tqdm.write(line)  # clears the progress bar first: a path never shares its line
