@@ -586,10 +586,15 @@ def _zip_folder(root, top, path):
 
 
 def test_coco_and_ade20k_unpack_where_their_printed_build_commands_read(server, tmp_path):
-    from datasets_fixtures import write_coco
+    from datasets_fixtures import box, write_coco
     from test_build_ade20k import write_ade
     src = tmp_path / 'src'
-    write_coco(str(src / 'coco'))
+    # images with more than the builder's default --min_labeled_pixels (1000) labelled, so that
+    # the printed command runs as printed
+    scenes = {'train': [('000000000101', 48, 64, [(1, 0, 'rle', box(48, 64, 2, 46, 4, 60)),       # person
+                                                  (18, 0, 'polygon', [[30, 10, 60, 10, 60, 40, 30, 40]])])],  # dog
+              'val': [('000000000201', 48, 64, [(3, 0, 'rle_list', box(48, 64, 0, 40, 0, 40))])]}  # car
+    write_coco(str(src / 'coco'), scenes=scenes)
     write_ade(str(src / 'ade' / 'ADEChallengeData2016'))
     manifest = {'coco': {'archives': {}}}
     for name, top in (('annotations_trainval2017.zip', 'annotations'), ('val2017.zip', 'val2017'),
