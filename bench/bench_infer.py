@@ -48,7 +48,7 @@ TILING_SLOT = 'peak memory of tiled vs whole-image inference: see bench/results/
 def make_run(run_dir, width, seed=0):
     """A run folder (config.yaml, dataset.json, model.ckpt-1) holding a random FCN-32s; returns
     (cfg, checkpoint)."""
-    from fcn import rundir
+    from fcn import run as runs
     from fcn.config import load_config
     from fcn.data.info import DatasetInfo
     from fcn.data.palette import VOC_CLASSES, voc_palette
@@ -57,7 +57,7 @@ def make_run(run_dir, width, seed=0):
                       ['train.run_dir=%s' % run_dir, 'model.width=%s' % width])
     info = DatasetInfo(num_classes=NUM_CLASSES, class_names=tuple(VOC_CLASSES[:NUM_CLASSES]),
                        palette=tuple(tuple(int(v) for v in c) for c in voc_palette(NUM_CLASSES)), name='voc')
-    rundir.write(cfg, info)
+    runs.Run(cfg.train.run_dir).write(cfg, info)
     return cfg, random_checkpoint(cfg, NUM_CLASSES, step=1, seed=seed)
 
 

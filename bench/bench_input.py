@@ -61,7 +61,7 @@ def time_batches(sess, fetch, warmup, batches):
 
 
 def slim_pipeline(cfg):
-    dataset = provider.get_dataset(cfg.data.dir, 'train', dataset_info.for_config(cfg))
+    dataset = provider.get_dataset(cfg.data.dir, 'train', dataset_info.for_run(cfg.train.run_dir, cfg.data.dir, cfg.data.num_classes))
     batch = provider.train_batch(dataset, cfg.train.batch_size,
                                  preprocess.train_preprocess_fn(options.augment(cfg), dataset.ignore_label),
                                  options.input_pipeline(cfg))
@@ -71,7 +71,7 @@ def slim_pipeline(cfg):
 def tfdata_pipeline(cfg):
     files = records.shard_paths(cfg.data.dir, 'train')
     decode = provider._decoder()  # the same TFExampleDecoder the slim provider uses
-    augment = preprocess.train_preprocess_fn(options.augment(cfg), dataset_info.for_config(cfg).ignore_label)
+    augment = preprocess.train_preprocess_fn(options.augment(cfg), dataset_info.for_run(cfg.train.run_dir, cfg.data.dir, cfg.data.num_classes).ignore_label)
 
     def parse(serialized):
         image, label = decode.decode(serialized, ['image', 'label'])

@@ -35,7 +35,7 @@ def current_rss_bytes():
 def _graph(args, tf, tf1):
     """(images placeholder, class ids) of the inference graph for args.child's mode."""
     from fcn import inference
-    model = dict(name='fcn32s', width=args.width, upsample_trainable=True, skip_scaling=False)
+    model = dict(name='fcn32s', width=args.width, upsample='learnable', skip_scaling=False)
     tile = tuple(args.tile) if args.child == 'tiled' else None
     images = tf1.placeholder(tf.uint8, [1, None, None, 3], name='ImageTensor')
     classes = inference.predict_classes(tf.cast(images, tf.float32), args.num_classes, model,

@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 
 from fcn import options, visualize
+from fcn import run as runs
 from fcn.compat import tf, tf1
 from fcn.data import info as dataset_info
 from fcn.data import records
@@ -19,11 +20,18 @@ from fcn.input import preprocess, provider
 
 
 def browse(cfg, out_dir, split=None, augment=False, num=16, log=print):
-    """The entry point: reads the config once; returns the paths written."""
+    """The entry point: reads the config once; returns the paths written.
+
+    When train.run_dir holds a run (its config.yaml), the run decides its classes and, with
+    `augment`, the augmentation and crop it was trained with (a --set override still wins)."""
+    run = runs.Run(cfg.train.run_dir)
+    cfg = run.bind(cfg, log)
+    if augment:
+        cfg = run.bind(cfg, log, keys=runs.PREPROCESSING_KEYS, overridable=True)
     aug = options.augment(cfg) if augment else None
     seed = cfg.train.seed
-    return write_samples(cfg.data.dir, split or cfg.data.train_split, dataset_info.for_config(cfg), out_dir,
-                         num, aug, seed, log)
+    info = dataset_info.for_run(cfg.train.run_dir, cfg.data.dir, cfg.data.num_classes)
+    return write_samples(cfg.data.dir, split or cfg.data.train_split, info, out_dir, num, aug, seed, log)
 
 
 def write_samples(data_dir, split, info, out_dir, num=16, aug=None, seed=None, log=print):

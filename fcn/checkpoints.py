@@ -1,13 +1,10 @@
 """Checkpoints: initialising a model from a pre-trained one (TF-Slim's vgg_16.ckpt) with clear
-errors; finding a run's checkpoint to evaluate or export, its global step, waiting for new ones,
-and keeping the best (RUN_DIR/best)."""
-import json
+errors, and checking a checkpoint's shapes against the model. A run's own checkpoints (the
+latest, new ones, the global step, best/) are fcn.run.Run's."""
 import os
-import shutil
-import time
 
-from fcn import runlock
-from fcn.compat import checkpoint_exists, latest_checkpoint, tf, tf1
+from fcn.compat import checkpoint_exists, tf, tf1
+from fcn.nets import fcn as fcn_net
 
 MODEL_SCOPES = ('vgg_16', 'fcn')
 
@@ -65,9 +62,11 @@ def shape_map(path):
 def likely_key(name, checkpoint_shape, model_shape):
     """The config key that most likely makes a variable's shapes differ: the number of classes
     when only class dimensions differ in a head layer (fc8 and score layers: the last;
-    transposed convolutions: the last two), the network when the ranks differ, else the width."""
+    transposed convolutions: the last two), the upsampling mode when an upsampling kernel's rank
+    differs (learnable [k, k, C, C], per_class [k, k, C]), the network when other ranks differ,
+    else the width."""
     if len(checkpoint_shape) != len(model_shape):
-        return 'model.name'
+        return 'model.upsample' if 'upscore' in name else 'model.name'
     differing = {i for i, (a, b) in enumerate(zip(checkpoint_shape, model_shape)) if a != b}
     class_dims = {len(model_shape) - 1}
     if 'upscore' in name:
@@ -94,11 +93,12 @@ def check_shapes(path, variables, shapes=None):
                                   % (name, path, shapes[name], model_shape, key, key))
 
 
-def variables_to_restore(path, exclude_scopes=(), ignore_missing_vars=False, variables=None):
+def variables_to_restore(path, exclude_scopes=(), ignore_missing_vars=False, variables=None, new_scopes=()):
     """{checkpoint name: variable} for model variables not in `exclude_scopes`.
 
-    A model variable the checkpoint lacks is an error unless `ignore_missing_vars`; a
-    shape mismatch is always an error (it names both shapes).
+    A model variable the checkpoint lacks is an error unless it lies under `new_scopes` (what
+    the model adds over the checkpoint's net: it starts as initialised) or `ignore_missing_vars`;
+    a shape mismatch is always an error (it names both shapes).
     """
     shapes = shape_map(path)
     if variables is None:
@@ -109,7 +109,8 @@ def variables_to_restore(path, exclude_scopes=(), ignore_missing_vars=False, var
         if _excluded(name, exclude_scopes):
             continue
         if name not in shapes:
-            missing.append(name)
+            if not _excluded(name, new_scopes):
+                missing.append(name)
             continue
         restore_map[name] = var
     check_shapes(path, restore_map, shapes)
@@ -122,124 +123,26 @@ def variables_to_restore(path, exclude_scopes=(), ignore_missing_vars=False, var
     return restore_map
 
 
-def make_init_fn(path, exclude_scopes=(), ignore_missing_vars=False):
+def make_init_fn(path, exclude_scopes=(), ignore_missing_vars=False, model_name=None):
     """A Scaffold init_fn restoring pre-trained weights (run only when the run dir has no checkpoint).
 
     `path` is a checkpoint prefix (vgg_16.ckpt) or a run folder (FCN-16s from the FCN-32s run).
+    With `model_name` (model.name), every variable the model shares with the checkpoint's net is
+    restored and only what the model adds over that net (fcn.nets.fcn.STAGES) may be missing: it
+    starts as Caffe's surgery starts it (score layers at zero, upsampling bilinear). The init_fn
+    carries `checkpoint`, `restored` (names) and `fresh` (model variables left as initialised).
     """
     if path is None:
         return None
     path = resolve(path)
-    saver = tf1.train.Saver(variables_to_restore(path, exclude_scopes, ignore_missing_vars))
+    added = fcn_net.new_scopes(model_name, list(shape_map(path))) if model_name else ()
+    restore_map = variables_to_restore(path, exclude_scopes, ignore_missing_vars, new_scopes=added)
+    saver = tf1.train.Saver(restore_map)
 
     def init_fn(scaffold, session):
         del scaffold
         saver.restore(session, path)
     init_fn.checkpoint = path
+    init_fn.restored = sorted(restore_map)
+    init_fn.fresh = sorted(set(_strip(v.op.name) for v in model_variables()) - set(restore_map))
     return init_fn
-
-
-# --- a run's checkpoints: find, step, poll, best ----------------------------------------------
-
-BEST_SUBDIR = 'best'
-BEST_FILE = 'best.json'
-BEST_LOCK = 'best.lock'  # in the run dir: held while best/ is updated
-
-
-def find(*sources):
-    """The checkpoint named by the first source that is not None (e.g. --checkpoint,
-    eval.checkpoint, train.run_dir): that prefix, or the latest checkpoint of that folder."""
-    source = next((s for s in sources if s), None)
-    path = latest_checkpoint(source)
-    if path is None:
-        raise FileNotFoundError('no checkpoint found at %r (expected a checkpoint prefix or a run dir '
-                                'holding one; train first or pass --checkpoint)' % source)
-    return path
-
-
-def global_step(checkpoint):
-    """The global step saved in `checkpoint`."""
-    return int(tf.train.load_checkpoint(checkpoint).get_tensor('global_step'))
-
-
-def _say(message):
-    print(message, flush=True)  # at once, also into a log file
-
-
-def new_checkpoints(run_dir, interval_secs, timeout_secs=None, log=_say):
-    """Yields the run dir's latest checkpoint each time it changes, checking every
-    `interval_secs`; says what it waits for whenever it starts waiting; ends after
-    `timeout_secs` without a new checkpoint (None: waits forever)."""
-    last, announced = None, False
-    waiting_since = time.time()
-    while True:
-        checkpoint = latest_checkpoint(run_dir)
-        if checkpoint is not None and checkpoint != last:
-            last, announced = checkpoint, False
-            yield checkpoint
-            waiting_since = time.time()
-            continue
-        waited = time.time() - waiting_since
-        if timeout_secs is not None and waited >= timeout_secs:
-            log('no new checkpoint in %s for %g s (eval.timeout_secs): stopping' % (run_dir, timeout_secs))
-            return
-        if not announced:
-            log('waiting for a new checkpoint in %s, checking every %g s%s' % (
-                run_dir, interval_secs, '' if checkpoint else ' (none there yet)'))
-            announced = True
-        pause = interval_secs if timeout_secs is None else min(interval_secs, timeout_secs - waited)
-        time.sleep(max(pause, 0.0))
-
-
-def best_dir(run_dir):
-    return os.path.join(run_dir, BEST_SUBDIR)
-
-
-def read_best(run_dir):
-    """The record of run_dir/best (global_step, miou, checkpoint, source), or None."""
-    path = os.path.join(best_dir(run_dir), BEST_FILE)
-    if not os.path.isfile(path):
-        return None
-    with open(path) as f:
-        return json.load(f)
-
-
-def keep_best(run_dir, checkpoint, results):
-    """Copies `checkpoint` to run_dir/best when its mIoU (results['miou']) beats the recorded
-    best; True if so.
-
-    Each file is copied under a temporary name and renamed; the checkpoint state file and
-    best.json are rewritten after the copy, and the previous best's files removed last, so
-    run_dir/best always names a complete checkpoint (eval/export --checkpoint run_dir/best).
-    Evaluators hold RUN_DIR/best.lock meanwhile, so two of them never mix their files.
-    """
-    with runlock.exclusive(os.path.join(run_dir, BEST_LOCK)):  # two evaluators take turns
-        return _keep_best(run_dir, checkpoint, results)
-
-
-def _keep_best(run_dir, checkpoint, results):
-    best = read_best(run_dir)
-    if best is not None and results['miou'] <= best['miou']:
-        return False
-    target_dir = best_dir(run_dir)
-    os.makedirs(target_dir, exist_ok=True)
-    name = os.path.basename(checkpoint)
-    for path in tf.io.gfile.glob(checkpoint + '.*'):
-        target = os.path.join(target_dir, os.path.basename(path))
-        shutil.copyfile(path, target + '.tmp')
-        os.replace(target + '.tmp', target)
-    tf1.train.update_checkpoint_state(target_dir, name, all_model_checkpoint_paths=[name])
-    write_json(os.path.join(target_dir, BEST_FILE),
-               {'global_step': results['global_step'], 'miou': results['miou'],
-                'checkpoint': os.path.join(target_dir, name), 'source': checkpoint})
-    for entry in os.listdir(target_dir):
-        if entry not in (BEST_FILE, 'checkpoint') and not entry.startswith(name + '.'):
-            os.remove(os.path.join(target_dir, entry))
-    return True
-
-
-def write_json(path, data):
-    """Writes `data` as JSON under a temporary name, then renames it into place."""
-    with open(path + '.tmp', 'w') as f:
-        json.dump(data, f, indent=2)
-    os.replace(path + '.tmp', path)

@@ -41,7 +41,10 @@ class Config(dict):
         self[name] = value
 
     def __deepcopy__(self, memo):
-        return _to_config(copy.deepcopy(_to_plain(self), memo))
+        copied = _to_config(copy.deepcopy(_to_plain(self), memo))
+        if 'origin' in self.__dict__:
+            object.__setattr__(copied, 'origin', self.origin)
+        return copied
 
     def to_dict(self):
         return _to_plain(self)
@@ -240,7 +243,24 @@ def load_config(path, overrides=(), schema_path=BASE_CONFIG):
         sources[key] = '--set'
     config = _to_config(tree)
     check_values(config, lambda key: sources.get(key, path))
+    object.__setattr__(config, 'origin', Origin(path, frozenset(sources)))
     return config
+
+
+class Origin(tuple):
+    """Where a loaded config came from: its file and the keys a --set override gave."""
+    __slots__ = ()
+
+    def __new__(cls, path, set_keys=frozenset()):
+        return tuple.__new__(cls, (path, frozenset(set_keys)))
+
+    path = property(lambda self: self[0])
+    set_keys = property(lambda self: self[1])
+
+
+def origin(cfg):
+    """The Origin of a config loaded by load_config (an empty one for a config built otherwise)."""
+    return cfg.__dict__.get('origin') or Origin(None)
 
 
 def sets_key(path, overrides, key):

@@ -1,9 +1,15 @@
 """Evaluation: confusion matrix over a split -> mIoU & co., once or following a training run.
 
-The config is read here only, by `options`; the graph and the writers below take its values.
-The predictions and the restorer come from fcn/inference.py, as export's do, so an exported
-model predicts what eval measured. Checkpoints (which one, waiting for new ones, the best)
-are fcn/checkpoints.py's, the drawings fcn/visualize.py's.
+The config is read here only, by the entry points and `options`; the graph and the writers
+below take its values. The entry points open the run (fcn.run.open_run): its config.yaml
+decides every run-bound key, a checkpoint of another run is evaluated as that run and its
+results go to that run's eval/. The predictions and the restorer come from fcn/inference.py,
+as export's do, so an exported model predicts what eval measured. The run's checkpoints
+(which one, waiting for new ones, the best) and eval/ paths are fcn.run.Run's, the drawings
+fcn/visualize.py's.
+
+Beside a trainer, a checkpoint that training's rotation (train.keep_checkpoints) deletes
+before it is read is skipped with one line, and the loop goes on with the newest.
 """
 import csv
 import dataclasses
@@ -14,15 +20,17 @@ from typing import Optional
 import cv2
 import numpy as np
 
-from fcn import checkpoints, deploy, failures, inference, metrics, rundir, visualize
-from fcn.compat import tf, tf1, visible_gpus
+from fcn import deploy, failures, inference, metrics, visualize
+from fcn import options as option_values
+from fcn import run as runs
+from fcn.compat import checkpoint_exists, tf, tf1, visible_gpus
 from fcn.progress import bar as progress_bar
 from fcn.data import info as dataset_info
 from fcn.data import records
 from fcn.data.palette import write_palette_png
 from fcn.input import provider
 
-EVAL_SUBDIR = 'eval'
+EVAL_SUBDIR = runs.EVAL_SUBDIR
 CONFUSION_TAG = 'eval/confusion_matrix'
 SUMMARY_METRICS = ('miou', 'fwiou', 'pixel_accuracy', 'mean_class_accuracy',
                    'mdice', 'mprecision', 'mrecall', 'mfscore')  # eval/<key> scalars
@@ -40,6 +48,7 @@ class EvalOptions:
     info: dataset_info.DatasetInfo
     inference: dict               # keyword arguments of inference.predict_classes
     ema_decay: float = 0.0
+    moving_averages: bool = True  # eval.moving_averages: restore the EMA shadows when ema_decay > 0
     max_images: Optional[int] = None
     fscore_beta: float = 1.0
     save_predictions: bool = False
@@ -56,8 +65,10 @@ def options(cfg, split=None):
     e = cfg.eval
     return EvalOptions(
         data_dir=cfg.data.dir, split=split or cfg.data.eval_split, run_dir=cfg.train.run_dir,
-        info=dataset_info.for_config(cfg), inference=inference.options(cfg), ema_decay=float(cfg.train.ema_decay),
-        max_images=e.max_images, fscore_beta=float(e.fscore_beta), save_predictions=bool(e.save_predictions),
+        info=dataset_info.for_run(cfg.train.run_dir, cfg.data.dir, cfg.data.num_classes),
+        inference=option_values.inference(cfg), ema_decay=float(cfg.train.ema_decay),
+        moving_averages=bool(e.moving_averages), max_images=e.max_images, fscore_beta=float(e.fscore_beta),
+        save_predictions=bool(e.save_predictions),
         per_image=bool(e.per_image), checkpoint=e.checkpoint, interval_secs=float(e.interval_secs),
         timeout_secs=e.timeout_secs, max_evals=e.max_evals, final_step=int(cfg.train.steps))
 
@@ -80,7 +91,7 @@ class EvalGraph:
             self.filename = example['filename']
             self.confusion = _streaming_confusion(self.labels, self.predictions,
                                                   self.dataset.num_classes, self.dataset.ignore_label)
-            self.restorer = inference.ModelRestorer(opts.ema_decay)
+            self.restorer = inference.ModelRestorer(opts.ema_decay, opts.moving_averages)
 
     def num_images(self):
         """The images of the split, counted in its shards (not taken from summary.json), up to eval.max_images."""
@@ -94,8 +105,7 @@ class EvalGraph:
         with failures.named_failures(opts.data_dir, self.dataset.split, what='evaluation'), \
                 tf1.Session(graph=self.graph, config=deploy.shared_gpu_config()) as sess:
             sess.run(tf1.local_variables_initializer())
-            self.restorer.restore(sess, checkpoint)
-            step = checkpoints.global_step(checkpoint)
+            step = self.restore(sess, checkpoint)
             writer = None
             if opts.save_predictions:
                 writer = PredictionWriter(predictions_dir(opts.run_dir, step), self.dataset)
@@ -107,6 +117,17 @@ class EvalGraph:
         results.update({'checkpoint': checkpoint, 'global_step': step, 'split': self.dataset.split,
                         'num_images': self.num_images(), 'confusion_matrix': confusion.tolist()})
         return results, per_image
+
+    def restore(self, sess, checkpoint):
+        """Restores `checkpoint` into `sess`; returns its global step. CheckpointGone (fcn.run)
+        when its files vanished before they were read (training's rotation)."""
+        try:
+            self.restorer.restore(sess, checkpoint)
+            return runs.global_step(checkpoint)
+        except (tf.errors.NotFoundError, runs.CheckpointGone):
+            if _whole(checkpoint):
+                raise
+            raise runs.CheckpointGone(checkpoint) from None
 
     def _pass(self, sess, step, writer, per_image, progress):
         """One pass over the images: accumulates the confusion matrix, writes the prediction PNGs
@@ -127,6 +148,13 @@ class EvalGraph:
                 if per_image is not None:
                     per_image.append((_text(out['filename']), out['confusion']))
                 bar.update(1)
+
+
+def _whole(checkpoint):
+    """Whether every file of `checkpoint` is still there (a V2 prefix: its index and data; a V1 file)."""
+    if os.path.isfile(checkpoint):
+        return True
+    return checkpoint_exists(checkpoint) and bool(tf.io.gfile.glob(checkpoint + '.data-*'))
 
 
 def _text(filename):
@@ -162,7 +190,7 @@ class PredictionWriter:
 
 
 def predictions_dir(run_dir, step):
-    return os.path.join(run_dir, EVAL_SUBDIR, 'predictions-%08d' % step)
+    return runs.Run(run_dir).predictions_dir(step)
 
 
 @dataclasses.dataclass
@@ -188,13 +216,10 @@ def _streaming_confusion(labels, predictions, num_classes, ignore_label):
 
 def write_results(run_dir, results, class_names):
     """JSON (per step + latest) and TensorBoard scalars + confusion heatmap under run_dir/eval."""
-    out_dir = os.path.join(run_dir, EVAL_SUBDIR)
-    os.makedirs(out_dir, exist_ok=True)
-    step = results['global_step']
-    for name in ('metrics-%08d.json' % step, 'latest.json'):
-        checkpoints.write_json(os.path.join(out_dir, name), results)
-    _write_summaries(out_dir, results, class_names, step)
-    return os.path.join(out_dir, 'metrics-%08d.json' % step)
+    run = runs.Run(run_dir)
+    path = run.write_metrics(results)
+    _write_summaries(run.eval_dir, results, class_names, results['global_step'])
+    return path
 
 
 def _write_summaries(out_dir, results, class_names, step):
@@ -218,7 +243,7 @@ def _image_value(tag, rgb):
 
 
 def per_image_path(run_dir, step):
-    return os.path.join(run_dir, EVAL_SUBDIR, 'per_image-%08d.csv' % step)
+    return runs.Run(run_dir).per_image_path(step)
 
 
 def write_per_image(path, per_image, class_names):
@@ -243,55 +268,88 @@ def write_per_image(path, per_image, class_names):
 
 def resolve_checkpoint(cfg, override=None):
     """The checkpoint to evaluate: --checkpoint, eval.checkpoint, else the run dir's latest."""
-    return checkpoints.find(override, cfg.eval.checkpoint, cfg.train.run_dir)
-
-
-def _evaluate(graph, checkpoint, progress):
-    """Evaluates, writes the results (and the per-image CSV) and keeps the checkpoint if it is
-    the best so far; returns (results, path of the metrics JSON)."""
-    results, per_image = graph.run(checkpoint, progress)
-    run_dir = graph.options.run_dir
-    path = write_results(run_dir, results, graph.dataset.class_names)
-    if per_image is not None:
-        csv_path = write_per_image(per_image_path(run_dir, results['global_step']), per_image,
-                                   graph.dataset.class_names)
-        print('per-image scores written to %s' % csv_path)
-    if checkpoints.keep_best(run_dir, checkpoint, results):
-        print('new best mIoU %.2f%%: %s' % (100 * results['miou'], checkpoints.best_dir(run_dir)))
-    return results, path
-
-
-def evaluate_once(cfg, checkpoint=None, progress=True):
-    """Evaluates one checkpoint, writes results, prints the per-class table; returns results."""
-    print(deploy.single_device_report(visible_gpus(), 'evaluating'))
-    checkpoint = resolve_checkpoint(cfg, checkpoint)
-    rundir.check_model_keys(cfg)
-    opts = options(cfg)
-    results, path = _evaluate(EvalGraph(opts), checkpoint, progress)
-    print(metrics.format_table(results))
-    print('results written to %s' % path)
-    if opts.save_predictions:
-        print('predictions written to %s' % predictions_dir(opts.run_dir, results['global_step']))
-    return results
+    return runs.find_checkpoint(override, cfg.eval.checkpoint, cfg.train.run_dir)
 
 
 def _say(message):
     print(message, flush=True)  # at once, also into a log file
 
 
+def _evaluate(graph, checkpoint, progress, log=_say):
+    """Evaluates, writes the results (and the per-image CSV) and keeps the checkpoint in best/
+    if it is the run's own and the best so far; returns (results, path of the metrics JSON).
+    CheckpointGone when training's rotation deleted it before it was read."""
+    results, per_image = graph.run(checkpoint, progress)
+    run = runs.Run(graph.options.run_dir)
+    path = write_results(run.dir, results, graph.dataset.class_names)
+    if per_image is not None:
+        csv_path = write_per_image(run.per_image_path(results['global_step']), per_image, graph.dataset.class_names)
+        log('per-image scores written to %s' % csv_path)
+    if run.owns(checkpoint):  # best/ only in the run that owns the checkpoint
+        try:
+            if run.keep_best(checkpoint, results):
+                log('new best mIoU %.2f%%: %s' % (100 * results['miou'], run.best_dir))
+        except runs.CheckpointGone:
+            log('%s was deleted by training\'s rotation (train.keep_checkpoints) while being copied to %s: '
+                'the previous best is kept' % (checkpoint, run.best_dir))
+    return results, path
+
+
+def _bound(cfg, checkpoint=None):
+    """(Run, bound config, checkpoint source): the run the evaluation is about; the lines
+    open_run says are logged after the weights line, which comes first."""
+    lines = []
+    run, bound, source = runs.open_run(cfg, checkpoint, lines.append)
+    return run, bound, source, lines
+
+
+def evaluate_once(cfg, checkpoint=None, progress=True, log=_say):
+    """Evaluates one checkpoint (`checkpoint`, eval.checkpoint, else the run's latest) as the
+    run that owns it was trained; writes results, prints the per-class table; returns results."""
+    run, cfg, source, lines = _bound(cfg, checkpoint)
+    checkpoint = runs.find_checkpoint(source)
+    opts = options(cfg)
+    log(inference.weights_line(opts.ema_decay, opts.moving_averages, checkpoint))
+    for line in lines:
+        log(line)
+    log(deploy.single_device_report(visible_gpus(), 'evaluating'))
+    runs.Run(opts.run_dir).check_classes(opts.data_dir)
+    try:
+        results, path = _evaluate(EvalGraph(opts), checkpoint, progress, log)
+    except runs.CheckpointGone:
+        raise FileNotFoundError('%s was deleted (training\'s rotation, train.keep_checkpoints?) before it '
+                                'could be read; evaluate a newer one' % checkpoint) from None
+    log(metrics.format_table(results))
+    log('results written to %s' % path)
+    if opts.save_predictions:
+        log('predictions written to %s' % predictions_dir(opts.run_dir, results['global_step']))
+    return results
+
+
 def evaluate_loop(cfg, progress=True, max_evals=None, timeout_secs=None, log=_say):
     """Evaluates each new checkpoint of train.run_dir until the final step, `max_evals`
     evaluations or `timeout_secs` without a new checkpoint (defaults: eval.max_evals,
-    eval.timeout_secs; null = no limit). Returns the number of evaluations."""
+    eval.timeout_secs; null = no limit). A checkpoint deleted by training's rotation before
+    it is read is skipped with one line. Returns the number of evaluations."""
+    home = runs.Run(cfg.train.run_dir)
+    bound_at_start = home.has_config()
+    opts = _loop_options(home, cfg, log, first=True)
     log(deploy.single_device_report(visible_gpus(), 'evaluating'))
-    rundir.check_model_keys(cfg)
-    opts = options(cfg)
     max_evals = opts.max_evals if max_evals is None else max_evals
     timeout_secs = opts.timeout_secs if timeout_secs is None else timeout_secs
-    graph = EvalGraph(opts)
+    graph = None  # built with the first checkpoint: a trainer started with us writes config.yaml first
     evaluated = 0
-    for checkpoint in checkpoints.new_checkpoints(opts.run_dir, opts.interval_secs, timeout_secs, log):
-        results, _ = _evaluate(graph, checkpoint, progress)
+    for checkpoint in home.new_checkpoints(opts.interval_secs, timeout_secs, log):
+        if graph is None:
+            if not bound_at_start and home.has_config():
+                opts = _loop_options(home, cfg, log)
+            graph = EvalGraph(opts)
+        try:
+            results, _ = _evaluate(graph, checkpoint, progress, log)
+        except runs.CheckpointGone:
+            log('skipped %s: deleted by training\'s rotation (train.keep_checkpoints) before it was read; '
+                'going on with the newest' % checkpoint)
+            continue
         step = results['global_step']
         log('%s step %d: mIoU %.2f%%' % (time.strftime('%H:%M:%S'), step, 100 * results['miou']))
         evaluated += 1
@@ -304,8 +362,22 @@ def evaluate_loop(cfg, progress=True, max_evals=None, timeout_secs=None, log=_sa
     return evaluated
 
 
+def _loop_options(home, cfg, log, first=False):
+    """EvalOptions of `cfg` bound to the run `home`; says which weights (the first line, when
+    `first`) and what the run decided."""
+    lines = []
+    opts = options(home.bind(cfg, lines.append))
+    if first or lines:
+        log(inference.weights_line(opts.ema_decay, opts.moving_averages, 'each new checkpoint'))
+    for line in lines:
+        log(line)
+    home.check_classes(opts.data_dir)
+    return opts
+
+
 def predictions_for_split(cfg, checkpoint, split=None):
-    """(filename, label, prediction) numpy triples for a split: the raw material of the metrics."""
+    """(filename, label, prediction) numpy triples for a split: the raw material of the metrics
+    (`cfg` as given: no run is opened)."""
     graph = EvalGraph(options(cfg, split))
     out = []
     with tf1.Session(graph=graph.graph, config=deploy.shared_gpu_config()) as sess:

@@ -3,10 +3,10 @@ format build predictions with `predict_classes` and load weights with `ModelRest
 they all predict the same thing.
 
 `predict_classes` takes explicit values (DeepLab's `model.predict_labels_multi_scale` shape);
-`options(cfg)` turns a config into them:
+`fcn.options.inference(cfg)` turns a config into them:
 
-    classes = predict_classes(images, num_classes, **options(cfg))
-    restorer = ModelRestorer(cfg.train.ema_decay)      # after the model, in the same graph
+    classes = predict_classes(images, num_classes, **fcn.options.inference(cfg))
+    restorer = ModelRestorer(cfg.train.ema_decay, cfg.eval.moving_averages)  # after the model
 
 - scales / flip: the argmax of softmax probabilities summed over one pass per scale (input
   resized by the scale, probabilities resized back) and, with flip, over the mirrored input
@@ -21,18 +21,9 @@ they all predict the same thing.
   than one tile takes the whole-image path: exactly the untiled result.
 """
 from fcn import checkpoints, optim
-from fcn import options as option_values
 from fcn.compat import tf, tf1
 from fcn.config import ConfigError
 from fcn.nets import fcn as fcn_net
-
-
-def options(cfg):
-    """The keyword arguments of `predict_classes` (after images, num_classes) from a config:
-    model.*, eval.scales, eval.flip, eval.tile_size, eval.tile_overlap (checked)."""
-    return {'model': option_values.model(cfg).kwargs(), 'scales': check_scales(cfg.eval.scales),
-            'flip': bool(cfg.eval.flip), 'tile_size': check_tile_size(cfg.eval.tile_size),
-            'tile_overlap': check_tile_overlap(cfg.eval.tile_overlap)}
 
 
 def check_scales(scales):
@@ -60,7 +51,7 @@ def check_tile_overlap(overlap):
 def predict_classes(images, num_classes, model, scales=(1.0,), flip=False, tile_size=None, tile_overlap=0.25):
     """Class ids [B, H, W] (int32) for RGB float images [B, H, W, 3] in [0, 255].
 
-    `model`: keyword arguments of `fcn.nets.fcn.fcn` (name, width, upsample_trainable, ...;
+    `model`: keyword arguments of `fcn.nets.fcn.fcn` (name, width, upsample, ...;
     see `options`). The first call in a graph creates the model's variables, later calls
     (e.g. a second input of a SavedModel) share them.
     """
@@ -156,16 +147,31 @@ def _tiled_classes(images, scores_fn, tile_size, overlap):
     return tf.cond(tf.equal(rows * cols, 1), whole, tiled)
 
 
+def uses_moving_averages(ema_decay, moving_averages=True):
+    """Whether a run trained with `ema_decay` is restored with its moving averages: by default
+    when it was trained with them; `moving_averages` False (eval.moving_averages) takes its raw
+    weights."""
+    return bool(ema_decay) and bool(moving_averages)
+
+
+def weights_line(ema_decay, moving_averages, checkpoint):
+    """The line eval and export start with: which weights of `checkpoint` are used."""
+    if uses_moving_averages(ema_decay, moving_averages):
+        return 'weights: moving averages (train.ema_decay %g) of %s' % (ema_decay, checkpoint)
+    why = ' (eval.moving_averages false)' if ema_decay else ''
+    return 'weights: raw weights of %s%s' % (checkpoint, why)
+
+
 class ModelRestorer:
     """Restores the current graph's model from a training checkpoint, shapes checked first.
 
-    With `ema_decay` > 0 the trainable variables get their EMA shadow values
-    (`name/ExponentialMovingAverage`), the others their own; the global step is left out.
-    Build it after the model, in the same graph.
+    With `ema_decay` > 0 (and `moving_averages`, eval.moving_averages) the trainable variables
+    get their EMA shadow values (`name/ExponentialMovingAverage`), the others their own; the
+    global step is left out. Build it after the model, in the same graph.
     """
 
-    def __init__(self, ema_decay=0.0):
-        self.ema_decay = ema_decay
+    def __init__(self, ema_decay=0.0, moving_averages=True):
+        self.ema_decay = ema_decay if uses_moving_averages(ema_decay, moving_averages) else 0.0
         if self.ema_decay:
             names = optim.ema_variables_to_restore(self.ema_decay)
         else:
@@ -178,7 +184,7 @@ class ModelRestorer:
         missing = sorted(name for name in self.variables if not reader.has_tensor(name))
         if missing:
             hint = (' (train.ema_decay is %g but the checkpoint may have been trained without it; '
-                    'set train.ema_decay=0 to use its raw weights)' % self.ema_decay if self.ema_decay else '')
+                    'set eval.moving_averages=false to use its raw weights)' % self.ema_decay if self.ema_decay else '')
             raise ValueError('%s lacks %d model variables, e.g. %s%s'
                              % (checkpoint, len(missing), ', '.join(missing[:3]), hint))
         checkpoints.check_shapes(checkpoint, self.variables)

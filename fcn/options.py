@@ -2,7 +2,7 @@
 
 fcn.task, fcn.train_lib, fcn.eval_lib and the export entry read the config; what they hand
 down (to fcn.optim, fcn.losses, fcn.nets, fcn.input) are the small frozen values below, as
-`fcn.inference.options` does for the inference graph (DeepLab's ModelOptions). The values
+`inference` below does for the inference graph (DeepLab's ModelOptions). The values
 were checked when the config was loaded (fcn.config.CHECKS); this only converts them.
 """
 import dataclasses
@@ -38,8 +38,17 @@ def model(cfg):
     """ModelOptions from the `model` section."""
     m = cfg.model
     return ModelOptions(name=m.name, width=float(m.width), dropout_keep_prob=float(m.dropout_keep_prob),
-                        weight_decay=float(m.weight_decay), upsample_trainable=m.upsample == 'learnable',
+                        weight_decay=float(m.weight_decay), upsample=m.upsample,
                         skip_scaling=bool(m.skip_scaling))
+
+
+def inference(cfg):
+    """The keyword arguments of fcn.inference.predict_classes (after images, num_classes):
+    model.*, eval.scales, eval.flip, eval.tile_size, eval.tile_overlap (checked)."""
+    from fcn import inference as inference_graph
+    return {'model': model(cfg).kwargs(), 'scales': inference_graph.check_scales(cfg.eval.scales),
+            'flip': bool(cfg.eval.flip), 'tile_size': inference_graph.check_tile_size(cfg.eval.tile_size),
+            'tile_overlap': inference_graph.check_tile_overlap(cfg.eval.tile_overlap)}
 
 
 def training(cfg, info):

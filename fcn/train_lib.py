@@ -7,7 +7,8 @@ config. Restarting the same command resumes from the run dir's latest checkpoint
 
 import time
 
-from fcn import accumulate, checkpoints, deploy, failures, losses, optim, options, rundir, runlock, stopping, summaries
+from fcn import accumulate, checkpoints, deploy, failures, losses, optim, options, runlock, stopping, summaries
+from fcn import run as runs
 from fcn.cluster import done, roles, runtime
 from fcn.compat import loss_scale_optimizer, session_options, set_op_determinism, slim, tf, tf1, visible_gpus
 from fcn.config import ConfigError
@@ -37,7 +38,7 @@ class TrainGraph:
         self.deploy_config = deploy_config
         self.cluster_info = cluster_info
         self.sync_hooks = []
-        info = info or dataset_info.for_config(cfg)
+        info = info or dataset_info.for_run(cfg.train.run_dir, cfg.data.dir, cfg.data.num_classes)
         self.dataset = provider.get_dataset(cfg.data.dir, cfg.data.train_split, info)
         self.options = opts = options.training(cfg, info)  # the config's last use here: values from now on
         self.graph = tf.Graph()
@@ -191,7 +192,7 @@ def _hooks(cfg, graph, scaffold, is_chief, log, stop_on_signal=None):
                                                scaffold=scaffold)
     summary_hook = SummarySaverHook(train.steps, save_steps=train.summary_every_steps, output_dir=train.run_dir,
                                     scaffold=scaffold)
-    watch = RunDirWatch(train.run_dir, rundir.config_path(train.run_dir))
+    watch = RunDirWatch(train.run_dir, runs.Run(train.run_dir).config_path)
     return [stop, stop_on_signal], [monitor, watch, saver_hook, summary_hook]
 
 
@@ -203,7 +204,7 @@ def _scaffold(cfg, graph):
         init_fn = None
         if latest is None:
             init_fn = checkpoints.make_init_fn(cfg.init.checkpoint, cfg.init.exclude_scopes,
-                                               cfg.init.ignore_missing_vars)
+                                               cfg.init.ignore_missing_vars, model_name=cfg.model.name)
         else:
             checkpoints.check_shapes(latest, {v.op.name: v for v in tf1.global_variables()})
         saver = tf1.train.Saver(max_to_keep=cfg.train.keep_checkpoints, sharded=True)
@@ -240,14 +241,14 @@ def train(cfg, cluster_info=None, log=print, signals=None):
     return step
 
 
-def _abandon_step(cfg, cluster_info, lock):
+def _abandon_step(run_dir, cluster_info, lock):
     """The chief's way out when the step in flight does not end after a stop signal."""
     def abandon(signum):
         lock.release()
         if cluster_info is not None:
-            done.signal_done(done.done_file(cfg.train.run_dir))
+            done.signal_done(done.done_file(run_dir))
         stopping.exit_now('stopped by %s: the step in flight did not end within %d s (is a worker gone?)%s' % (
-            stopping.signal_name(signum), stopping.CHIEF_STEP_GRACE_SECS, failures.kept(cfg.train.run_dir)),
+            stopping.signal_name(signum), stopping.CHIEF_STEP_GRACE_SECS, failures.kept(run_dir)),
             stopping.exit_status(signum))
     return abandon
 
@@ -267,9 +268,12 @@ def _train(cfg, cluster_info, log, signals, lock=None):
         if is_chief and cluster_info is not None:
             done.signal_done(done.done_file(run_dir))
         return checkpoint_step(latest)
-    info = rundir.dataset_for_training(cfg, resuming=latest is not None)
+    run = runs.Run(run_dir)
+    if latest is not None:  # resuming: the run decides every run-bound key (fcn.run)
+        cfg = run.bind(cfg, log)
+    info = _dataset_for_training(run, cfg.data.dir, cfg.data.num_classes, resuming=latest is not None)
     if is_chief:
-        rundir.write(cfg, info)
+        run.write(cfg, info)
     server = (runtime.start_server(cluster_info, cfg.deploy.gpu_memory_growth)
               if cluster_info is not None else None)
     graph = TrainGraph(cfg, deploy_config, cluster_info, info)
@@ -278,14 +282,19 @@ def _train(cfg, cluster_info, log, signals, lock=None):
         log('resuming from %s' % tf1.train.latest_checkpoint(run_dir))
     elif is_chief and init_fn is not None:
         log('initialising from %s' % init_fn.checkpoint)
+        log('%d model variables restored, %d start as initialised%s' % (
+            len(init_fn.restored), len(init_fn.fresh),
+            ': ' + ', '.join(init_fn.fresh) if 0 < len(init_fn.fresh) <= 8 else ''))
     elif is_chief:
         log('training from scratch (init.checkpoint is null)')
     stop_on_signal = StopOnSignal(signals) if is_chief else None
     if is_chief:
-        signals.on_stop(stopping.abandon_if_step_hangs(signals, stop_on_signal, _abandon_step(cfg, cluster_info, lock)))
+        abandon = _abandon_step(run_dir, cluster_info, lock)
+        signals.on_stop(stopping.abandon_if_step_hangs(signals, stop_on_signal, abandon))
     hooks, chief_hooks = _hooks(cfg, graph, scaffold, is_chief, log, stop_on_signal)
     with failures.named_failures(cfg.data.dir, cfg.data.train_split, run_dir):
-        step = _run_session(cfg, graph, scaffold, cluster_info, hooks + graph.sync_hooks, chief_hooks)
+        step = _run_session(graph, scaffold, cluster_info, hooks + graph.sync_hooks, chief_hooks,
+                            run_dir, session_config(cfg))
     if is_chief:
         if cluster_info is not None:
             done.signal_done(done.done_file(run_dir))
@@ -295,12 +304,27 @@ def _train(cfg, cluster_info, log, signals, lock=None):
     return step
 
 
-def _run_session(cfg, graph, scaffold, cluster_info, hooks, chief_hooks):
-    base_config = session_config(cfg)
+def _dataset_for_training(run, data_dir, expected, resuming):
+    """The dataset description a training run uses: a resumed run keeps the classes it was
+    started with (its dataset.json, checked against the records in `data_dir`); a new run takes
+    the records'. `expected`: data.num_classes (None: any)."""
+    if resuming:
+        run.check_classes(data_dir)
+        return dataset_info.for_run(run.dir, data_dir, expected)
+    info = dataset_info.DatasetInfo.read(data_dir)
+    if expected is not None and int(expected) != info.num_classes:
+        raise ConfigError('data.num_classes is %d but %s says %d classes; drop the key or fix it'
+                          % (expected, info.source, info.num_classes))
+    return info
+
+
+def _run_session(graph, scaffold, cluster_info, hooks, chief_hooks, run_dir, base_config):
+    """Runs training steps until the hooks stop it; returns the last global step. `base_config`:
+    the sessions' ConfigProto (session_config)."""
     with graph.graph.as_default():
         if roles.is_chief(cluster_info):
             session = tf1.train.MonitoredTrainingSession(
-                checkpoint_dir=cfg.train.run_dir, scaffold=scaffold, hooks=hooks, chief_only_hooks=chief_hooks,
+                checkpoint_dir=run_dir, scaffold=scaffold, hooks=hooks, chief_only_hooks=chief_hooks,
                 save_checkpoint_secs=None, save_checkpoint_steps=None,
                 save_summaries_steps=None, log_step_count_steps=None,  # summaries: fcn.hooks.SummarySaverHook
                 **runtime.session_kwargs(cluster_info, base_config))

@@ -14,14 +14,15 @@ import pytest
 from PIL import Image
 from tf_slim.nets import vgg as slim_vgg
 
-from fcn import checkpoints, eval_lib, rundir, train_lib
+from fcn import checkpoints, eval_lib, train_lib
+from fcn.run import Run
 from fcn.compat import tf, tf1
 from fcn.config import ConfigError, load_config, save_config
 from fcn.data.info import DatasetInfo, read_run
 from fcn.export import export_source
 from fcn.export import frozen
 from fcn.export.frozen import FrozenModel
-from pipeline_fixtures import build_synthetic, fine_tune_one_step, run_script, tiny_config
+from pipeline_fixtures import REPO_ROOT, build_synthetic, fine_tune_one_step, run_script, tiny_config, tiny_overrides
 
 V1 = tf1.train.SaverDef.V1
 
@@ -131,7 +132,7 @@ def test_a_width_override_against_the_run_is_an_error_naming_both_values(tiny_ru
             if script == 'export.py' else ['--set', 'train.steps=20']
         run = run_script(script, '--config', config, '--set', 'model.width=0.25', *extra)
         assert run.returncode == 2, (script, run.stderr)
-        assert 'model.width is 0.25' in run.stderr and 'model.width: 0.125' in run.stderr, run.stderr
+        assert '--set model.width=0.25 disagrees' in run.stderr and 'model.width: 0.125' in run.stderr, run.stderr
         assert 'Traceback' not in run.stderr
     assert not os.path.exists(os.path.join(tiny_run, 'x.pb'))
 
@@ -160,13 +161,15 @@ def test_resume_with_other_classes_names_data_num_classes(tiny_run, records, tmp
         train_lib.train(cfg, log=lambda *_: None)
 
 
-def test_likely_key_names_classes_width_or_network():
+def test_likely_key_names_classes_width_upsampling_or_network():
     assert checkpoints.likely_key('vgg_16/fc8/weights', [1, 1, 512, 21], [1, 1, 512, 5]) == 'data.num_classes'
     assert checkpoints.likely_key('vgg_16/fc8/biases', [21], [5]) == 'data.num_classes'
     assert checkpoints.likely_key('fcn/upscore/weights', [64, 64, 21, 21], [64, 64, 5, 5]) == 'data.num_classes'
     assert checkpoints.likely_key('vgg_16/fc8/weights', [1, 1, 512, 21], [1, 1, 256, 21]) == 'model.width'
     assert checkpoints.likely_key('vgg_16/conv1/conv1_1/weights', [3, 3, 3, 64], [3, 3, 3, 8]) == 'model.width'
     assert checkpoints.likely_key('fcn/score_pool4/weights', [1, 1, 64, 5], [5]) == 'model.name'
+    assert checkpoints.likely_key('fcn/upscore32/weights', [64, 64, 21, 21], [64, 64, 21]) == 'model.upsample'
+    assert checkpoints.likely_key('fcn/upscore32/weights', [64, 64, 21], [64, 64, 5]) == 'data.num_classes'
 
 
 def test_export_of_a_run_needs_no_records(tiny_run, records, tmp_path):
@@ -193,7 +196,7 @@ def test_export_of_a_run_needs_no_records(tiny_run, records, tmp_path):
 
 
 def test_the_run_dir_holds_config_and_dataset_description(tiny_run, records):
-    saved = rundir.saved_config(tiny_run)
+    saved = Run(tiny_run).saved_config()
     assert saved['model']['width'] == 0.125 and saved['train']['steps'] == 10
     kept = read_run(tiny_run)
     assert kept.source == os.path.join(tiny_run, 'dataset.json')
@@ -209,11 +212,25 @@ def test_rerunning_a_finished_run_trains_nothing(tiny_run, records):
     assert tf1.train.latest_checkpoint(tiny_run).endswith('model.ckpt-10')
 
 
-def test_the_model_key_check_compares_with_the_runs_own_config(records, tmp_path):
-    """A run dir without config.yaml has nothing to compare; once written, a width change is refused."""
+def test_the_run_binds_its_keys_a_config_file_differing_is_replaced_a_set_is_an_error(records, tmp_path):
+    """A run dir without config.yaml binds nothing; once written, a config file's other width is
+    replaced by the run's (one line says so) and a --set of another width is refused."""
     run_dir = str(tmp_path / 'fresh')
-    rundir.check_model_keys(tiny_config(records, run_dir, steps=1))
-    rundir.write(tiny_config(records, run_dir, steps=1), DatasetInfo.read(records))
-    rundir.check_model_keys(tiny_config(records, run_dir, steps=5))  # other keys may change
-    with pytest.raises(ConfigError, match=r"model.width is 0.25 but the run in .* model.width: 0.125"):
-        rundir.check_model_keys(tiny_config(records, run_dir, steps=1, extra=['model.width=0.25']))
+    run = Run(run_dir)
+    wide = tiny_config(records, run_dir, steps=1, extra=['model.width=0.25'])
+    assert run.bind(wide) is wide  # nothing to bind yet
+    run.write(tiny_config(records, run_dir, steps=1), DatasetInfo.read(records))
+    assert run.bind(tiny_config(records, run_dir, steps=5)).train.steps == 5  # free keys stay the command's
+    with pytest.raises(ConfigError, match=r"--set model.width=0.25 disagrees with the run in .*, trained with "
+                                          r"model.width: 0.125 \(.*config.yaml\)"):
+        run.bind(wide)
+    config_file = tmp_path / 'wide.yaml'
+    config_file.write_text('base: %s\nmodel:\n  width: 0.25\n  skip_scaling: true\n'
+                           % os.path.join(REPO_ROOT, 'configs', 'demo.yaml'))
+    overrides = [o for o in tiny_overrides(records, run_dir, steps=1) if not o.startswith('model.width')]
+    lines = []
+    bound = run.bind(load_config(str(config_file), overrides), lines.append)
+    assert (bound.model.width, bound.model.skip_scaling) == (0.125, False)
+    assert lines == ['the run in %s was trained with other values than %s: taken from its config.yaml: '
+                     'model.width 0.125 (not 0.25), model.skip_scaling false (not true)' % (run_dir, config_file)]
+

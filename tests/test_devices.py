@@ -75,13 +75,15 @@ def test_train_py_refuses_two_clones_without_gpus_before_writing_anything(data_d
 
 
 def test_train_py_and_eval_py_say_first_that_they_run_on_the_cpu(data_dir, tmp_path):
+    """(eval.py's first line says which weights: the device comes second.)"""
     overrides = _set(tiny_overrides(data_dir, str(tmp_path / 'run'), steps=1))
     trained = run_script('train.py', '--config', 'configs/demo.yaml', *overrides)
     assert trained.returncode == 0, trained.stderr
     assert trained.stdout.splitlines()[0] == 'no GPU visible: training on the CPU'
     evaluated = run_script('eval.py', '--config', 'configs/demo.yaml', '--once', *overrides)
     assert evaluated.returncode == 0, evaluated.stderr
-    assert evaluated.stdout.splitlines()[0] == 'no GPU visible: evaluating on the CPU'
+    assert evaluated.stdout.splitlines()[0].startswith('weights: raw weights of ')
+    assert evaluated.stdout.splitlines()[1] == 'no GPU visible: evaluating on the CPU'
     # stderr is a pipe, as a job's log file: the progress bar is whole lines, not redraws
     assert '\r' not in evaluated.stderr
     assert re.search(r'^eval step 1: 100%\|#+\| (\d+)/\1 \[', evaluated.stderr, re.MULTILINE), evaluated.stderr
@@ -116,7 +118,7 @@ def test_eval_export_and_their_runners_grow_gpu_memory(run, tmp_path, monkeypatc
     monkeypatch.setattr(eval_lib, 'visible_gpus', lambda: [A100])
     sessions = _SessionConfigs(monkeypatch)
     eval_lib.evaluate_once(run, progress=False)
-    assert capsys.readouterr().out.splitlines()[0] == 'GPUs: 1 (%s) -> evaluating on GPU:0' % A100
+    assert capsys.readouterr().out.splitlines()[1] == 'GPUs: 1 (%s) -> evaluating on GPU:0' % A100
     checkpoint = tf1.train.latest_checkpoint(run.train.run_dir)
     pb, model_dir = str(tmp_path / 'model.pb'), str(tmp_path / 'saved' / '1')
     export.export('frozen', run, checkpoint, pb)

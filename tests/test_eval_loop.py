@@ -3,7 +3,8 @@ import os
 
 import pytest
 
-from fcn import checkpoints, eval_lib, train_lib
+from fcn import eval_lib, train_lib
+from fcn.run import Run
 from pipeline_fixtures import build_synthetic, run_script, tiny_config, tiny_overrides
 
 EXTRA = ['model.width=0.0625', 'train.crop_size=32', 'train.batch_size=2', 'eval.interval_secs=1']
@@ -21,6 +22,7 @@ def test_eval_py_on_a_run_without_checkpoint_says_it_waits(data_dir, tmp_path):
                      *sum([['--set', o] for o in overrides], []))
     assert run.returncode == 0, run.stderr
     assert run.stdout.splitlines() == [
+        'weights: raw weights of each new checkpoint',
         'no GPU visible: evaluating on the CPU',
         'waiting for a new checkpoint in %s, checking every 1 s (none there yet)' % run_dir,
         'no new checkpoint in %s for 1 s (eval.timeout_secs): stopping' % run_dir], run.stdout
@@ -32,9 +34,10 @@ def test_loop_evaluates_new_checkpoints_and_stops_after_the_final_step(data_dir,
     cfg = tiny_config(data_dir, run_dir, steps=4, extra=EXTRA)
     messages = []
     assert eval_lib.evaluate_loop(cfg, progress=False, timeout_secs=1.5, log=messages.append) == 1
-    assert messages[0] == 'no GPU visible: evaluating on the CPU'
-    assert messages[1].endswith('step 2: mIoU %.2f%%' % (100 * checkpoints.read_best(run_dir)['miou']))
-    assert messages[2:] == ['waiting for a new checkpoint in %s, checking every 1 s' % run_dir,
+    assert messages[:2] == ['weights: raw weights of each new checkpoint', 'no GPU visible: evaluating on the CPU']
+    assert messages[2] == 'new best mIoU %.2f%%: %s' % (100 * Run(run_dir).read_best()['miou'], Run(run_dir).best_dir)
+    assert messages[3].endswith('step 2: mIoU %.2f%%' % (100 * Run(run_dir).read_best()['miou']))
+    assert messages[4:] == ['waiting for a new checkpoint in %s, checking every 1 s' % run_dir,
                             'no new checkpoint in %s for 1.5 s (eval.timeout_secs): stopping' % run_dir]
 
     train_lib.train(cfg, log=lambda *_: None)  # to the final step, 4

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 from datasets_fixtures import read_examples
-from fcn import checkpoints, eval_lib, metrics, train_lib, visualize
+from fcn import eval_lib, metrics, train_lib, visualize
+from fcn.run import Run
 from fcn.compat import tf, tf1
 from fcn.export import export_source
 from fcn.export import frozen
@@ -149,7 +150,7 @@ def test_export_freezes_the_ema_shadows(ema_run, tmp_path):
 
 def test_ema_config_on_a_checkpoint_without_shadows_is_a_clear_error(random_run):
     cfg = _config(random_run.data.dir, random_run.train.run_dir, 'train.ema_decay=0.99')
-    with pytest.raises(ValueError, match='ExponentialMovingAverage.*train.ema_decay=0'):
+    with pytest.raises(ValueError, match='ExponentialMovingAverage.*eval.moving_averages=false'):
         eval_lib.predictions_for_split(cfg, tf1.train.latest_checkpoint(cfg.train.run_dir))
 
 
@@ -236,14 +237,14 @@ def test_keep_best_copies_only_improvements(tmp_path):
     for step in (1, 2, 3):
         _save_tiny(os.path.join(run_dir, 'model.ckpt-%d' % step), step)
     checkpoint = lambda step: os.path.join(run_dir, 'model.ckpt-%d' % step)  # noqa: E731
-    assert checkpoints.read_best(run_dir) is None
-    assert checkpoints.keep_best(run_dir, checkpoint(1), {'miou': 0.5, 'global_step': 1})
+    assert Run(run_dir).read_best() is None
+    assert Run(run_dir).keep_best(checkpoint(1), {'miou': 0.5, 'global_step': 1})
     assert _best_value(run_dir) == 1
-    assert not checkpoints.keep_best(run_dir, checkpoint(2), {'miou': 0.4, 'global_step': 2})
-    assert not checkpoints.keep_best(run_dir, checkpoint(2), {'miou': 0.5, 'global_step': 2})  # ties keep the first
-    assert checkpoints.read_best(run_dir)['global_step'] == 1 and _best_value(run_dir) == 1
-    assert checkpoints.keep_best(run_dir, checkpoint(3), {'miou': 0.6, 'global_step': 3})
-    best = checkpoints.read_best(run_dir)
+    assert not Run(run_dir).keep_best(checkpoint(2), {'miou': 0.4, 'global_step': 2})
+    assert not Run(run_dir).keep_best(checkpoint(2), {'miou': 0.5, 'global_step': 2})  # ties keep the first
+    assert Run(run_dir).read_best()['global_step'] == 1 and _best_value(run_dir) == 1
+    assert Run(run_dir).keep_best(checkpoint(3), {'miou': 0.6, 'global_step': 3})
+    best = Run(run_dir).read_best()
     assert (best['global_step'], best['miou']) == (3, 0.6)
     assert best['checkpoint'] == os.path.join(run_dir, 'best', 'model.ckpt-3')
     assert _best_value(run_dir) == 3
@@ -266,7 +267,7 @@ def test_eval_once_keeps_the_best_checkpoint(evaluated):
     cfg, first, second = evaluated
     assert first['miou'] != second['miou']
     winner = max(first, second, key=lambda r: r['miou'])
-    best = checkpoints.read_best(cfg.train.run_dir)
+    best = Run(cfg.train.run_dir).read_best()
     assert (best['global_step'], best['miou']) == (winner['global_step'], winner['miou'])
     best_checkpoint = tf1.train.latest_checkpoint(os.path.join(cfg.train.run_dir, 'best'))
     assert best_checkpoint.endswith('model.ckpt-%d' % winner['global_step'])
@@ -305,7 +306,7 @@ def _image_summaries(log_dir, tag):
 def test_loop_stops_at_max_evals_and_keeps_the_best(random_run, tmp_path):
     cfg = _fresh_run(random_run, tmp_path)  # train.steps 1000: without max_evals it would wait forever
     assert eval_lib.evaluate_loop(cfg, progress=False, max_evals=1) == 1
-    best = checkpoints.read_best(cfg.train.run_dir)
+    best = Run(cfg.train.run_dir).read_best()
     with open(os.path.join(cfg.train.run_dir, 'eval', 'latest.json')) as f:
         assert (best['global_step'], best['miou']) == (1, json.load(f)['miou'])
 

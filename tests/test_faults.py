@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from fcn import checkpoints
+from fcn.run import Run
 from fcn.compat import tf, tf1
 from fcn.export.frozen import FrozenModel
 from pipeline_fixtures import REPO_ROOT, build_synthetic, tiny_overrides
@@ -156,18 +156,18 @@ def test_eval_killed_mid_write_leaves_results_and_best_whole(data_dir, trained):
     eval_dir = os.path.join(trained, 'eval')
     _killed_in('write:metrics-', 'eval.py', *args)  # the first result file
     assert not [name for name in _complete_files(eval_dir) if name.endswith('.json')]
-    assert checkpoints.read_best(trained) is None
+    assert Run(trained).read_best() is None
 
     # a previous best (an earlier checkpoint, any mIoU beats -1), then a kill while copying the new one
     earlier = tf1.train.get_checkpoint_state(trained).all_model_checkpoint_paths[0]
     earlier_step = int(tf.train.load_checkpoint(earlier).get_tensor('global_step'))
-    assert earlier_step < 8 and checkpoints.keep_best(trained, earlier, {'global_step': earlier_step, 'miou': -1.0})
+    assert earlier_step < 8 and Run(trained).keep_best(earlier, {'global_step': earlier_step, 'miou': -1.0})
     _killed_in('copy:%s' % os.path.join(trained, 'best'), 'eval.py', *args)
     for name in _complete_files(eval_dir):  # this time the results were written before best/
         if name.endswith('.json'):
             with open(os.path.join(eval_dir, name)) as f:
                 assert json.load(f)['global_step'] == 8
-    best = checkpoints.read_best(trained)
+    best = Run(trained).read_best()
     assert best['checkpoint'] == os.path.join(trained, 'best', os.path.basename(earlier))
     assert tf1.train.latest_checkpoint(os.path.join(trained, 'best')) == best['checkpoint']
     assert int(tf.train.load_checkpoint(best['checkpoint']).get_tensor('global_step')) == earlier_step

@@ -32,11 +32,11 @@ WIDTH = 0.125
 QUIET = dict(log=lambda *_: None)
 
 
-def _variables(name, skip_scaling=False):
+def _variables(name, skip_scaling=False, upsample='learnable'):
     """{name: shape} of the model variables of one head (width 0.125, 5 classes)."""
     with tf.Graph().as_default():
         fcn.fcn(tf1.placeholder(tf.float32, [1, 64, 64, 3]), NUM_CLASSES, name, width=WIDTH,
-                skip_scaling=skip_scaling)
+                skip_scaling=skip_scaling, upsample=upsample)
         return {v.op.name: tuple(v.shape.as_list()) for v in tf1.global_variables()}
 
 
@@ -61,17 +61,97 @@ def test_each_head_has_its_scopes_and_shapes():
     assert _variables('fcn8s', skip_scaling=True) == heads['fcn8s']  # scaling adds no variable
 
 
-@pytest.mark.parametrize('previous, name, recipe', [('fcn32s', 'fcn16s', 'voc-fcn16s.yaml'),
-                                                    ('fcn16s', 'fcn8s', 'voc-fcn8s.yaml')])
-def test_new_scopes_are_exactly_what_the_previous_net_lacks(previous, name, recipe):
-    """init.exclude_scopes = NEW_SCOPES[name] restores every shared variable and nothing else."""
-    old, new = _variables(previous), _variables(name)
-    scopes = fcn.NEW_SCOPES[name]
-    under = {k for k in new if any(k.startswith(s + '/') for s in scopes)}
-    assert under == set(new) - set(old)
-    assert all(old[k] == new[k] for k in set(new) - under)
-    cfg = load_config(os.path.join(REPO_ROOT, 'configs', recipe))
-    assert cfg.model.name == name and cfg.init.exclude_scopes == list(scopes)
+def test_per_class_and_fixed_heads():
+    per_class = {k: v for k, v in _variables('fcn8s', upsample='per_class').items() if 'upscore' in k}
+    assert per_class == {'fcn/upscore2/weights': (4, 4, NUM_CLASSES), 'fcn/upscore_pool4/weights': (4, 4, NUM_CLASSES),
+                         'fcn/upscore8/weights': (16, 16, NUM_CLASSES)}
+    assert not any('upscore' in k for k in _variables('fcn8s', upsample='fixed'))
+
+
+def _under(names, scopes):
+    return {k for k in names if any(k.startswith(s + '/') for s in scopes)}
+
+
+@pytest.mark.parametrize('upsample_mode', ['learnable', 'per_class', 'fixed'])
+@pytest.mark.parametrize('name', ['fcn16s', 'fcn8s'])
+def test_stages_state_what_each_net_adds_and_drops(name, upsample_mode):
+    """STAGES[name]: the variables new in `name` are exactly those under `adds`, the ones it
+    drops exactly those under `drops`; every other variable is shared with the same shape."""
+    stage = fcn.STAGES[name]
+    old, new = _variables(stage.starts_from, upsample=upsample_mode), _variables(name, upsample=upsample_mode)
+    assert _under(new, stage.adds) == set(new) - set(old)
+    assert _under(old, stage.drops) == set(old) - set(new)
+    assert all(old[k] == new[k] for k in set(new) & set(old))
+    assert {k.rsplit('/', 1)[0] for k in new if k.startswith('fcn/')} <= set(fcn.head_scopes(name))
+    if upsample_mode != 'fixed':  # every scope stated is a real one
+        assert {k.rsplit('/', 1)[0] for k in set(new) - set(old)} == set(stage.adds)
+
+
+def test_new_scopes_from_the_checkpoint_net():
+    assert fcn.checkpoint_net(['vgg_16/fc8/weights']) == 'fcn32s'
+    assert fcn.checkpoint_net(['vgg_16/fc8/weights', 'fcn/score_pool4/weights']) == 'fcn16s'
+    assert fcn.checkpoint_net(['fcn/score_pool4/weights', 'fcn/score_pool3/biases']) == 'fcn8s'
+    assert fcn.new_scopes('fcn16s', ['vgg_16/fc8/weights', 'fcn/upscore32/weights']) == fcn.STAGES['fcn16s'].adds
+    assert fcn.new_scopes('fcn8s', ['fcn/score_pool4/weights']) == fcn.STAGES['fcn8s'].adds
+    assert fcn.new_scopes('fcn8s', ['vgg_16/fc8/weights']) == fcn.STAGES['fcn16s'].adds[:2] + fcn.STAGES['fcn8s'].adds
+    assert fcn.new_scopes('fcn16s', ['fcn/score_pool4/weights']) == ()
+
+
+def _random_checkpoint(path, name, upsample_mode, seed):
+    """A checkpoint of net `name` with random values everywhere; returns {name: value}."""
+    rng = np.random.RandomState(seed)
+    with tf.Graph().as_default():
+        fcn.fcn(tf1.placeholder(tf.float32, [1, 64, 64, 3]), NUM_CLASSES, name, width=WIDTH, upsample=upsample_mode)
+        variables = tf1.global_variables()
+        values = {v.op.name: rng.standard_normal(v.shape.as_list()).astype(np.float32) for v in variables}
+        with tf1.Session() as sess:
+            for var in variables:
+                var.load(values[var.op.name], sess)
+            tf1.train.Saver(variables).save(sess, path, write_meta_graph=False)
+    return values
+
+
+@pytest.mark.parametrize('upsample_mode', ['learnable', 'per_class'])
+@pytest.mark.parametrize('name', ['fcn16s', 'fcn8s'])
+def test_staged_init_restores_every_shared_variable(tmp_path, name, upsample_mode):
+    """make_init_fn from the previous net's checkpoint (init.exclude_scopes: [], as the staged
+    recipes): every shared variable takes the checkpoint's value (the 2x upsampling into pool4
+    too, for fcn8s); only STAGES[name].adds start fresh, as Caffe's surgery starts them."""
+    previous = fcn.STAGES[name].starts_from
+    saved = _random_checkpoint(str(tmp_path / 'prev.ckpt'), previous, upsample_mode, seed=3)
+    with tf.Graph().as_default():
+        fcn.fcn(tf1.placeholder(tf.float32, [1, 64, 64, 3]), NUM_CLASSES, name, width=WIDTH, upsample=upsample_mode)
+        init_fn = checkpoints.make_init_fn(str(tmp_path / 'prev.ckpt'), (), model_name=name)
+        variables = {v.op.name: v for v in tf1.global_variables()}
+        with tf1.Session() as sess:
+            sess.run(tf1.global_variables_initializer())
+            init_fn(None, sess)
+            values = sess.run(variables)
+    shared = set(saved) & set(values)
+    assert init_fn.restored == sorted(shared)
+    assert set(init_fn.fresh) == _under(values, fcn.STAGES[name].adds) == set(values) - set(saved)
+    if name == 'fcn8s':
+        assert {'fcn/score_pool4/weights', 'fcn/upscore2/weights'} <= shared
+    for k in shared:
+        np.testing.assert_array_equal(values[k], saved[k])
+    for k in init_fn.fresh:  # score layers at zero, upsampling bilinear
+        if '/score_' in k:
+            assert not values[k].any()
+        else:
+            factor = int(k.split('/')[1][len('upscore'):].replace('_pool4', '2') or 2)
+            expected = upsample.bilinear_weights(factor, NUM_CLASSES)
+            np.testing.assert_array_equal(values[k], expected if upsample_mode == 'learnable'
+                                          else np.stack([expected[:, :, 0, 0]] * NUM_CLASSES, -1))
+
+
+def test_staged_init_still_refuses_other_missing_variables(tmp_path):
+    """Only what the net adds may be missing: a learnable fcn8s from a fixed fcn16s run (no
+    upscore2 variable there) names the missing variable."""
+    _random_checkpoint(str(tmp_path / 'prev.ckpt'), 'fcn16s', 'fixed', seed=4)
+    with tf.Graph().as_default():
+        fcn.fcn(tf1.placeholder(tf.float32, [1, 64, 64, 3]), NUM_CLASSES, 'fcn8s', width=WIDTH)
+        with pytest.raises(checkpoints.CheckpointError, match='fcn/upscore2/weights'):
+            checkpoints.make_init_fn(str(tmp_path / 'prev.ckpt'), (), model_name='fcn8s')
 
 
 @pytest.mark.parametrize('skip_scaling', [False, True])
@@ -119,13 +199,12 @@ def _agreeing(length, factor):
 
 @pytest.fixture(scope='module')
 def records(tmp_path_factory):
-    return build_synthetic(tmp_path_factory.mktemp('records') / 'demo', num_train=8, num_val=3, size=64)
+    return build_synthetic(tmp_path_factory.mktemp('records') / 'demo', num_train=32, num_val=3, size=96)
 
 
 def _config(records, run_dir, name, steps, extra=()):
-    """Tiny runs with all upsampling bilinear; a small momentum step keeps the predictions varied."""
-    return tiny_config(records, run_dir, steps, ['model.name=%s' % name, 'model.upsample=fixed', 'train.seed=1',
-                                                 'train.optimizer=momentum', 'train.learning_rate=0.00001']
+    """Tiny runs with all upsampling bilinear (model.upsample: fixed, as Caffe's recipes)."""
+    return tiny_config(records, run_dir, steps, ['model.name=%s' % name, 'model.upsample=fixed', 'train.seed=1']
                        + list(extra))
 
 
@@ -149,23 +228,25 @@ def random_vgg_checkpoint(path, num_classes=NUM_CLASSES, width=WIDTH, seed=0):
     return values
 
 
+TRAIN32_STEPS = 300
+
+
 @pytest.fixture(scope='module')
 def run32(records, tmp_path_factory):
-    """FCN-32s trained a few steps with momentum from a vgg_16-style checkpoint: optimizer slots
-    (vgg_16/.../Momentum) are not looked up in it."""
-    root = tmp_path_factory.mktemp('run32')
-    ckpt = str(root / 'vgg_16.ckpt')
-    random_vgg_checkpoint(ckpt)
-    cfg = _config(records, str(root / 'run'), 'fcn32s', 6, ['init.checkpoint=%s' % ckpt, 'init.exclude_scopes=[fcn]'])
+    """FCN-32s trained from scratch (Adam, 300 steps at batch 8) until it predicts some shapes
+    (a few % of the val pixels; the labels have about 18%), not background only."""
+    run_dir = str(tmp_path_factory.mktemp('run32') / 'run')
+    cfg = _config(records, run_dir, 'fcn32s', TRAIN32_STEPS,
+                  ['train.save_every_steps=1000', 'train.learning_rate=0.001', 'train.warmup_steps=10',
+                   'train.crop_size=96', 'train.batch_size=8'])
     train_lib.train(cfg, **QUIET)
-    _assert_trained(ckpt, cfg.train.run_dir, 'vgg_16/fc8/weights')
     return cfg
 
 
 def _assert_trained(start, run_dir, name):
     before = tf.train.load_checkpoint(start).get_tensor(name)
     after = tf.train.load_checkpoint(tf1.train.latest_checkpoint(run_dir)).get_tensor(name)
-    assert np.abs(after - before).max() > 1e-6, name  # moved by training (lr 1e-5, a few steps)
+    assert np.abs(after - before).max() > 0, name  # moved by training
 
 
 def _recipe_init(recipe, run_dir):
@@ -176,23 +257,28 @@ def _recipe_init(recipe, run_dir):
 
 @pytest.fixture(scope='module')
 def run16(records, run32, tmp_path_factory):
-    """FCN-16s trained from the FCN-32s run dir as configs/voc-fcn16s.yaml does."""
+    """FCN-16s trained from the FCN-32s run dir as configs/voc-fcn16s.yaml starts it (every shared
+    variable restored), a few momentum steps at a small learning rate: its pool4 skip is trained
+    but the net still predicts the shapes."""
     run_dir = str(tmp_path_factory.mktemp('run16') / 'run')
-    cfg = _config(records, run_dir, 'fcn16s', 6, _recipe_init('voc-fcn16s.yaml', run32.train.run_dir))
+    cfg = _config(records, run_dir, 'fcn16s', 6, _recipe_init('voc-fcn16s.yaml', run32.train.run_dir)
+                  + ['train.optimizer=momentum', 'train.learning_rate=0.00001'])
     messages = []
     train_lib.train(cfg, log=messages.append)
-    assert any('initialising from %s' % tf1.train.latest_checkpoint(run32.train.run_dir) in m for m in messages)
+    assert 'initialising from %s' % tf1.train.latest_checkpoint(run32.train.run_dir) in messages
+    assert any(m.endswith('start as initialised: fcn/score_pool4/biases, fcn/score_pool4/weights') for m in messages)
     _assert_trained(run32.train.run_dir, run_dir, 'vgg_16/fc8/weights')
     return cfg
 
 
-def _outputs(cfg, init_dir, exclude_scopes, images, keys):
-    """{key: value} per image of `cfg`'s net, its variables restored as init.checkpoint does."""
+def _outputs(cfg, init_dir, images, keys):
+    """{key: value} per image of `cfg`'s net, its variables restored as train.py's init does
+    from `init_dir` (init.exclude_scopes: [], model.name: cfg's)."""
     with tf.Graph().as_default():
         inputs = tf1.placeholder(tf.float32, [1, None, None, 3])
         logits, end_points = build_model(inputs, options.model(cfg), NUM_CLASSES, is_training=False)
         end_points['logits'] = logits
-        init_fn = checkpoints.make_init_fn(init_dir, exclude_scopes)
+        init_fn = checkpoints.make_init_fn(init_dir, (), model_name=cfg.model.name)
         with tf1.Session() as sess:
             sess.run(tf1.global_variables_initializer())
             init_fn(None, sess)
@@ -221,50 +307,62 @@ def _check_starts_as_previous(previous, new, scores_key, skip_key, stride):
     assert band.sum() >= (stride // 2) ** 2  # at least one agreeing block (a quarter of each inner cell)
     np.testing.assert_allclose(fine[band], old[band], atol=1e-5 * scale)
     np.testing.assert_array_equal(fine.argmax(-1)[band], old.argmax(-1)[band])
-    return np.mean(fine.argmax(-1) == old.argmax(-1)), len(np.unique(old.argmax(-1)[band]))
+    same = fine.argmax(-1) == old.argmax(-1)
+    return np.sum(same), np.bincount(old.argmax(-1).ravel(), minlength=NUM_CLASSES)
 
 
-def test_fcn16s_from_fcn32s_run_starts_from_its_predictions(records, run32):
+def _agreement(previous, new, scores_key, skip_key, stride):
+    """Fraction of all pixels of all images where the two nets predict the same class, and the
+    fraction of pixels the coarser net gives each class."""
+    same, counts = zip(*[_check_starts_as_previous(p, n, scores_key, skip_key, stride)
+                         for p, n in zip(previous, new)])
+    counts = np.sum(counts, axis=0)
+    return sum(same) / counts.sum(), counts / counts.sum()
+
+
+def test_fcn16s_from_fcn32s_run_keeps_its_predictions(records, run32):
+    """Right after initialisation from the trained FCN-32s run, FCN-16s predicts the same class
+    as it on most of the val images' pixels, exactly so in the bands where the interpolations
+    agree. Not >= 99% everywhere: 2x-then-16x bilinear cuts the corner at every coarse sample
+    (module docstring), also away from the borders, and these shapes (radius 10-19 px) are
+    about one 32-px cell across, so many pixels lie where that matters. Measured 0.97-0.996
+    over runs here (more pixels predicted as shapes: lower); FCN-8s from FCN-16s: >= 0.999."""
     images = _images(records)
     cfg16 = load_config(os.path.join(REPO_ROOT, 'configs', 'demo.yaml'),
                         ['model.name=fcn16s', 'model.width=%s' % WIDTH, 'model.upsample=fixed'])
-    previous = _outputs(run32, run32.train.run_dir, (), images, ['fc8', 'logits'])
-    new = _outputs(cfg16, run32.train.run_dir, fcn.NEW_SCOPES['fcn16s'], images,
-                   ['fc8', 'score_pool4', 'logits'])
-    agreement, classes = zip(*[_check_starts_as_previous(p, n, 'fc8', 'score_pool4', 32)
-                               for p, n in zip(previous, new)])
-    assert max(classes) > 1  # the argmax comparison is not over one class only
-    assert np.mean(agreement) > 0.75, agreement  # empirical (about 0.96 here): off the bands argmax may differ
+    previous = _outputs(run32, run32.train.run_dir, images, ['fc8', 'logits'])
+    new = _outputs(cfg16, run32.train.run_dir, images, ['fc8', 'score_pool4', 'logits'])
+    agreement, classes = _agreement(previous, new, 'fc8', 'score_pool4', 32)
+    assert classes[1:].sum() >= 0.005 and np.sum(classes > 0) >= 2, classes  # shapes, not background only
+    assert agreement >= 0.93, agreement
 
 
-def test_fcn8s_from_fcn16s_run_starts_from_its_predictions(records, run16):
+def test_fcn8s_from_fcn16s_run_keeps_its_predictions(records, run16):
     images = _images(records)
     cfg8 = load_config(os.path.join(REPO_ROOT, 'configs', 'demo.yaml'),
                        ['model.name=fcn8s', 'model.width=%s' % WIDTH, 'model.upsample=fixed'])
-    previous = _outputs(run16, run16.train.run_dir, (), images, ['fuse_pool4', 'score_pool4', 'logits'])
+    previous = _outputs(run16, run16.train.run_dir, images, ['fuse_pool4', 'score_pool4', 'logits'])
     assert all(np.abs(p['score_pool4']).max() > 0 for p in previous)  # the trained pool4 skip carries over
-    new = _outputs(cfg8, run16.train.run_dir, fcn.NEW_SCOPES['fcn8s'], images,
-                   ['fuse_pool4', 'score_pool3', 'logits'])
-    agreement, classes = zip(*[_check_starts_as_previous(p, n, 'fuse_pool4', 'score_pool3', 16)
-                               for p, n in zip(previous, new)])
-    assert max(classes) > 1
-    assert np.mean(agreement) > 0.75, agreement  # empirical (about 0.98 here)
+    new = _outputs(cfg8, run16.train.run_dir, images, ['fuse_pool4', 'score_pool3', 'logits'])
+    agreement, classes = _agreement(previous, new, 'fuse_pool4', 'score_pool3', 16)
+    assert classes[1:].sum() >= 0.005 and np.sum(classes > 0) >= 2, classes
+    assert agreement >= 0.99, agreement  # about 0.999 in runs here
 
 
 def test_fcn16s_training_learns_the_skip_and_keeps_fixed_upsampling(run16):
     reader = tf.train.load_checkpoint(tf1.train.latest_checkpoint(run16.train.run_dir))
     assert reader.get_tensor('global_step') == 6
     assert np.abs(reader.get_tensor('fcn/score_pool4/weights')).max() > 0
-    np.testing.assert_array_equal(reader.get_tensor('fcn/upscore16/weights'),
-                                  upsample.bilinear_weights(16, NUM_CLASSES))  # model.upsample: fixed
-    assert not any(name.startswith('fcn/upscore32') for name in reader.get_variable_to_shape_map())
+    # model.upsample: fixed: the bilinear kernels are constants, no variable in the checkpoint
+    assert not any(name.startswith('fcn/upscore') for name in reader.get_variable_to_shape_map())
 
 
 def test_fcn8s_at_once_trains_from_fcn16s_run(records, run16, tmp_path):
-    """fcn8s with learnable upsampling and skip scaling, through train.py's code path."""
+    """fcn8s with learnable upsampling and skip scaling, through train.py's code path; its 2x
+    upsampling into pool4 is not in the fixed 16s run, so it is excluded as well."""
     cfg = _config(records, str(tmp_path / 'run8'), 'fcn8s', 3,
-                  _recipe_init('voc-fcn8s.yaml', run16.train.run_dir)
-                  + ['model.upsample=learnable', 'model.skip_scaling=true'])
+                  ['init.checkpoint=%s' % run16.train.run_dir, 'init.exclude_scopes=[fcn/upscore2]',
+                   'model.upsample=learnable', 'model.skip_scaling=true'])
     train_lib.train(cfg, **QUIET)
     reader = tf.train.load_checkpoint(tf1.train.latest_checkpoint(cfg.train.run_dir))
     assert reader.get_tensor('global_step') == 3

@@ -12,7 +12,7 @@ from fcn.config import ConfigError
 from fcn.nets import fcn as fcn_net
 
 NUM_CLASSES = 5
-MODEL = dict(name='fcn32s', width=0.125, upsample_trainable=True, skip_scaling=False)
+MODEL = dict(name='fcn32s', width=0.125, upsample='learnable', skip_scaling=False)
 
 
 class RandomModel:

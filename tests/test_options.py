@@ -45,7 +45,7 @@ def test_every_key_of_the_converted_sections_reaches_a_value(base):
         'loss.class_weights=median_frequency', 'loss.top_k_percent=0.5', 'loss.hard_mining_anneal_steps=9',
         'loss.terms=[{name: focal, weight: 2, gamma: 1}, {name: dice}]'])
     train = options.training(cfg, INFO)
-    assert (train.model.name, train.model.upsample_trainable, train.model.skip_scaling) == ('fcn8s', False, True)
+    assert (train.model.name, train.model.upsample, train.model.skip_scaling) == ('fcn8s', 'fixed', True)
     assert train.augment.crop_size == (64, 96) and train.augment.hue == 0.1
     assert (train.input.num_readers, train.input.deterministic, train.input.seed) == (3, True, 7)
     assert train.gradients == optim.GradientOptions(5.0, (('vgg_16/fc8', 10.0),), 1.0)

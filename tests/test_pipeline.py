@@ -38,7 +38,7 @@ def test_provider_returns_the_records_pixels(data_dir):
     cfg = tiny_config(data_dir, '/unused')
     expected = {ex['filename']: ex for ex in read_examples(data_dir, 'val')}
     with tf.Graph().as_default():
-        dataset = provider.get_dataset(cfg.data.dir, 'val', dataset_info.for_config(cfg))
+        dataset = provider.get_dataset(cfg.data.dir, 'val', dataset_info.for_run(cfg.train.run_dir, cfg.data.dir, cfg.data.num_classes))
         example = provider.eval_example(dataset)
         with tf1.Session() as sess:
             coord = tf1.train.Coordinator()

@@ -98,22 +98,22 @@ def _fake_checkpoint(run_dir, step):
 def test_two_evaluators_take_turns_on_best(tmp_path, monkeypatch):
     """Evaluator A is paused in the middle of copying its (worse) checkpoint to best/ while
     evaluator B keeps a better one. Unlocked, A would then finish and overwrite B's best."""
-    from fcn import checkpoints
+    from fcn import run as runs
     run_dir = str(tmp_path)
     worse, better = _fake_checkpoint(run_dir, 10), _fake_checkpoint(run_dir, 20)
     a_copying, a_may_go = threading.Event(), threading.Event()
-    real_copy = checkpoints.shutil.copyfile
+    real_copy = runs.shutil.copyfile
 
     def copyfile(src, dst):
         if threading.current_thread().name == 'A':
             a_copying.set()
             a_may_go.wait(30)
         return real_copy(src, dst)
-    monkeypatch.setattr(checkpoints.shutil, 'copyfile', copyfile)
+    monkeypatch.setattr(runs.shutil, 'copyfile', copyfile)
     kept = {}
 
     def evaluate(name, checkpoint, miou):
-        kept[name] = checkpoints.keep_best(run_dir, checkpoint, {'global_step': int(checkpoint.rsplit('-', 1)[1]),
+        kept[name] = runs.Run(run_dir).keep_best(checkpoint, {'global_step': int(checkpoint.rsplit('-', 1)[1]),
                                                               'miou': miou})
     a = threading.Thread(target=evaluate, args=('A', worse, 0.5), name='A')
     b = threading.Thread(target=evaluate, args=('B', better, 0.6), name='B')
@@ -124,7 +124,7 @@ def test_two_evaluators_take_turns_on_best(tmp_path, monkeypatch):
     a_may_go.set()
     a.join(30)
     b.join(30)
-    best = checkpoints.read_best(run_dir)
+    best = runs.Run(run_dir).read_best()
     assert (best['miou'], best['global_step'], kept) == (0.6, 20, {'A': True, 'B': True})
     best_dir = os.path.join(run_dir, 'best')
     assert sorted(os.listdir(best_dir)) == ['best.json', 'checkpoint', 'model.ckpt-20.data-00000-of-00001',

@@ -146,12 +146,11 @@ def read_run(run_dir):
     return DatasetInfo.load(path) if os.path.isfile(path) else None
 
 
-def for_config(cfg):
-    """The dataset of a config: the run's own copy when it has one, else the records' summary.
-
-    `data.num_classes`, when set, must agree with it."""
-    info = read_run(cfg.train.run_dir) or DatasetInfo.read(cfg.data.dir)
-    expected = cfg.data.num_classes
+def for_run(run_dir, data_dir, expected=None):
+    """The dataset a run uses: the run's own copy (RUN_DIR/dataset.json) when it has one, else
+    the records' summary (DATA_DIR/summary.json). `expected` (data.num_classes), when set,
+    must agree with it."""
+    info = read_run(run_dir) or DatasetInfo.read(data_dir)
     if expected is not None and int(expected) != info.num_classes:
         raise DatasetInfoError('data.num_classes is %d but %s says %d classes; drop the key or fix it'
                                % (expected, info.source, info.num_classes))

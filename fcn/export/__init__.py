@@ -55,12 +55,23 @@ def check_options(name, **options):
     return given
 
 
-def export(name, cfg, checkpoint, out_path, **options):
-    """Writes `checkpoint` in format `name` (a FORMATS key); returns the bytes written.
+def export(name, cfg, checkpoint, out_path, log=print, **options):
+    """Writes a checkpoint in format `name` (a FORMATS key); returns the bytes written.
 
-    `options` (input_size, quantize) go to the formats that take them and must be None for
-    the others; None leaves an option to the format's default."""
+    `checkpoint` (a prefix or folder; None: eval.checkpoint, else train.run_dir's latest) is
+    exported as the run that owns it was trained (fcn.run.open_run: its config.yaml decides
+    every run-bound key); the first line logged says which weights. `options` (input_size,
+    quantize) go to the formats that take them and must be None for the others; None leaves
+    an option to the format's default."""
+    from fcn import inference
+    from fcn import run as runs
     given = check_options(name, **options)
+    lines = []
+    _, cfg, source = runs.open_run(cfg, checkpoint, lines.append)
+    checkpoint = runs.find_checkpoint(source)
+    log(inference.weights_line(float(cfg.train.ema_decay), cfg.eval.moving_averages, checkpoint))
+    for line in lines:
+        log(line)
     return _resolve(get_format(name).writer)(export_source(cfg, checkpoint), out_path, **given)
 
 
@@ -68,12 +79,24 @@ def export(name, cfg, checkpoint, out_path, **options):
 class ExportSource:
     """What a format writes, as values: the checkpoint, its dataset's labels (`label_info`),
     the keyword arguments of fcn.inference.predict_classes, the `model` section (for the
-    sidecar) and train.ema_decay (EMA shadows restored when > 0, as in eval)."""
+    sidecar), train.ema_decay and eval.moving_averages (EMA shadows restored when the run was
+    trained with them and moving_averages, as in eval)."""
     checkpoint: str
     labels: dict
     inference: dict
     model: dict
     ema_decay: float = 0.0
+    moving_averages: bool = True
+
+    @property
+    def uses_moving_averages(self):
+        from fcn.inference import uses_moving_averages
+        return uses_moving_averages(self.ema_decay, self.moving_averages)
+
+    def restorer(self):
+        """The fcn.inference.ModelRestorer of these weights (build it after the model)."""
+        from fcn.inference import ModelRestorer
+        return ModelRestorer(self.ema_decay, self.moving_averages)
 
     def without_tiling(self):
         """The same with eval.tile_size dropped (the ONNX and TFLite converters' fixed graphs)."""
@@ -81,17 +104,17 @@ class ExportSource:
 
 
 def export_source(cfg, checkpoint):
-    """The ExportSource of `checkpoint` trained with `cfg`, once the run's model keys match cfg's."""
-    from fcn import inference, rundir
-    rundir.check_model_keys(cfg)
-    return ExportSource(checkpoint=checkpoint, labels=label_info(cfg), inference=inference.options(cfg),
-                        model=cfg.model.to_dict(), ema_decay=float(cfg.train.ema_decay))
+    """The ExportSource of `checkpoint` with `cfg` as given (export() binds it to the run first)."""
+    from fcn import options
+    return ExportSource(checkpoint=checkpoint, labels=label_info(cfg), inference=options.inference(cfg),
+                        model=cfg.model.to_dict(), ema_decay=float(cfg.train.ema_decay),
+                        moving_averages=bool(cfg.eval.moving_averages))
 
 
 def label_info(cfg):
     """num_classes, class names, palette and ignore label of the dataset the model was trained
     on: the run's own description (RUN_DIR/dataset.json), else the records' summary.json."""
-    info = dataset_info.for_config(cfg)
+    info = dataset_info.for_run(cfg.train.run_dir, cfg.data.dir, cfg.data.num_classes)
     return {'num_classes': info.num_classes, 'class_names': list(info.class_names),
             'palette': [list(c) for c in info.palette], 'ignore_label': info.ignore_label}
 

@@ -48,7 +48,7 @@ def export_info(source):
     options = source.inference
     info = dict(source.labels)
     info.update({'input': INPUT_NAME + ':0', 'output': OUTPUT_NAME + ':0', 'checkpoint': source.checkpoint,
-                 'model': source.model, 'ema': bool(source.ema_decay),
+                 'model': source.model, 'ema': source.uses_moving_averages,
                  'scales': list(options['scales']), 'flip': options['flip'],
                  'tile_size': list(options['tile_size']) if options['tile_size'] else None,
                  'tile_overlap': options['tile_overlap']})

@@ -28,7 +28,7 @@ def freeze(source, tiling=True, input_size=None):
     graph = tf.Graph()
     with graph.as_default():
         build_inference_graph(source.labels['num_classes'], source.inference, input_size)
-        restorer = inference.ModelRestorer(source.ema_decay)
+        restorer = source.restorer()
         with tf1.Session(graph=graph, config=shared_gpu_config()) as sess:
             restorer.restore(sess, source.checkpoint)
             return tf1.graph_util.convert_variables_to_constants(sess, graph.as_graph_def(), [OUTPUT_NAME])

@@ -70,7 +70,7 @@ def _build(source, info, model_dir, staging):
         encoded, encoded_predictions = _encoded_inference_graph(info['num_classes'], options)
         asset = tf.constant(labels_path, name='labels_path')
         tf1.add_to_collection(tf1.GraphKeys.ASSET_FILEPATHS, asset)
-        restorer = inference.ModelRestorer(source.ema_decay)
+        restorer = source.restorer()
         with tf1.Session(graph=graph, config=shared_gpu_config()) as sess:
             restorer.restore(sess, source.checkpoint)
             builder = tf1.saved_model.Builder(model_dir)

@@ -9,7 +9,12 @@ Formats (--format, default frozen):
   onnx         model.onnx for ONNX Runtime (pip install -e ".[onnx]")
   tflite       model.tflite at a fixed --input_size H W [--quantize none|float16|dynamic]
 eval.scales and eval.flip are in every format's graph, eval.tile_size in the frozen graph's and
-the SavedModel's, so these predict what eval.py measured."""
+the SavedModel's, so these predict what eval.py measured.
+
+The run is the truth: the run owning the checkpoint (train.run_dir, or the run dir --checkpoint
+points into) decides every run-bound key (model.*, classes, train.ema_decay; fcn/run.py) from its
+config.yaml. A run trained with train.ema_decay > 0 is exported with its moving averages
+(eval.moving_averages: false exports the raw weights); the first line says which."""
 import argparse
 
 from fcn import cli
@@ -32,10 +37,9 @@ def main():
     except ValueError as e:
         parser.error(str(e))
     cfg = cli.load(args)
-    from fcn import checkpoints, export
-    checkpoint = checkpoints.find(args.checkpoint, cfg.eval.checkpoint, cfg.train.run_dir)
-    size = export.export(args.format, cfg, checkpoint, args.out, **options)
-    print('exported %s (%s, %.1f MB) from %s' % (args.out, args.format, size / 1e6, checkpoint))
+    from fcn import export
+    size = export.export(args.format, cfg, args.checkpoint, args.out, **options)
+    print('exported %s (%s, %.1f MB)' % (args.out, args.format, size / 1e6))
 
 
 def run():
