@@ -17,10 +17,10 @@ IMAGE, CROP = 48, 64  # the crop covers the whole image
 LR, MOMENTUM, WEIGHT_DECAY = 1e-7, 0.99, 5e-4  # lr on the summed loss: 2304 pixels x 1e-7 ~ 2e-4 on the mean
 
 
-def _regularised(name, upsample_trainable):
+def _regularised(name, upsample):
     """{variable name: its regularisation loss tensor} of a small net `name`."""
     with tf.Graph().as_default():
-        options = ModelOptions(name=name, width=1 / 16, weight_decay=WEIGHT_DECAY, upsample_trainable=upsample_trainable)
+        options = ModelOptions(name=name, width=1 / 16, weight_decay=WEIGHT_DECAY, upsample=upsample)
         build_model(tf.zeros([1, 64, 64, 3]), options, num_classes=3, is_training=True)
         variables = {v.op.name: v for v in tf1.global_variables()}
         losses = tf1.losses.get_regularization_losses()
@@ -48,13 +48,14 @@ def _variable_of(loss):
     return handles.pop()
 
 
-@pytest.mark.parametrize('upsample_trainable', [True, False], ids=['learnable upsampling', 'fixed upsampling'])
-def test_weight_decay_is_on_conv_and_score_weights_only_never_biases_or_upsampling(upsample_trainable):
-    names, losses, values = _regularised('fcn8s', upsample_trainable)
+@pytest.mark.parametrize('upsample', ['learnable', 'per_class', 'fixed'])
+def test_weight_decay_is_on_conv_and_score_weights_only_never_biases_or_upsampling(upsample):
+    names, losses, values = _regularised('fcn8s', upsample)
     biases = [n for n in names if n.endswith('/biases')]
     upsampling = [n for n in names if n.startswith('fcn/upscore')]
-    assert len(biases) == 18 and upsampling == ['fcn/upscore2/weights', 'fcn/upscore8/weights',
-                                                'fcn/upscore_pool4/weights']
+    assert len(biases) == 18 and upsampling == ([] if upsample == 'fixed' else  # fixed: a constant kernel
+                                                ['fcn/upscore2/weights', 'fcn/upscore8/weights',
+                                                 'fcn/upscore_pool4/weights'])
     # every convolution's weights: the 13 of the trunk, fc6, fc7, fc8 and the two skip score layers
     expected = sorted(n for n in names if n.endswith('/weights') and n not in upsampling)
     assert sorted(losses) == expected and len(expected) == 18
