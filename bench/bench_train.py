@@ -96,7 +96,7 @@ def make_records(root, num_images):
 
 
 def run_project(args):
-    from fcn import deploy, train_lib
+    from fcn import options, train_lib
     from fcn.compat import tf1
     from fcn.config import load_config
 
@@ -113,7 +113,7 @@ def run_project(args):
             'data.dir=%s' % args.data_dir, 'train.run_dir=%s' % run_dir, 'model.width=%s' % args.width,
             'train.crop_size=%d' % args.crop, 'train.batch_size=%d' % args.batch_size,
             'train.steps=%d' % (args.warmup + args.steps + 1)] + list(args.set))
-        graph = train_lib.TrainGraph(cfg, deploy.from_config(cfg))
+        graph = train_lib.TrainGraph(cfg, options.deployment(cfg))
         scaffold, _, _ = train_lib._scaffold(cfg, graph)
         hooks, chief_hooks = train_lib._hooks(cfg, graph, scaffold, True, log=lambda line: None)
         timer = StepTimer()
@@ -282,13 +282,13 @@ def profile_raw_tf(args):
 def profile_project(args):
     """The same for the project's training graph (fcn.train_lib.TrainGraph), its input queues
     running as in training; the trace covers the step's own ops only."""
-    from fcn import deploy, train_lib
+    from fcn import options, train_lib
     from fcn.compat import tf1
     from fcn.config import load_config
     cfg = load_config(os.path.join(REPO, 'configs', 'base.yaml'), [
         'data.dir=%s' % args.data_dir, 'model.width=%s' % args.width, 'train.crop_size=%d' % args.crop,
         'train.batch_size=%d' % args.batch_size] + list(args.set))
-    graph = train_lib.TrainGraph(cfg, deploy.from_config(cfg))
+    graph = train_lib.TrainGraph(cfg, options.deployment(cfg))
     with graph.graph.as_default(), tf1.Session(config=train_lib.session_config(cfg)) as sess:
         sess.run(tf1.global_variables_initializer())
         coord = tf1.train.Coordinator()

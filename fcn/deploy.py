@@ -9,7 +9,7 @@ the same step as 1 clone of batch 4.
 
 The trainer's side (see fcn/train_lib.py):
 
-    config = deploy.from_config(cfg, cluster_info)          # cluster_info: fcn.cluster.resolve()
+    config = fcn.options.deployment(cfg, cluster_info)      # cluster_info: fcn.cluster.resolve()
     with tf1.device(config.variables_device()):
         global_step = tf1.train.get_or_create_global_step()
     with tf1.device(config.inputs_device()):
@@ -122,21 +122,6 @@ class DeploymentConfig:
         if self.num_ps_tasks == 0:
             return None
         return lambda op: op.device
-
-
-def from_config(cfg, cluster_info=None):
-    """DeploymentConfig from the config's `deploy` section and, in a cluster job, this
-    process's fcn.cluster.ClusterInfo (a 'chief' or 'worker' task; None = single process)."""
-    deploy = cfg.deploy
-    if cluster_info is None:
-        return DeploymentConfig(num_clones=deploy.num_clones, clone_on_cpu=deploy.clone_on_cpu)
-    if cluster_info.task_type not in ('chief', 'worker'):
-        raise ValueError('only chief and worker tasks train; this task is %s:%d'
-                         % (cluster_info.task_type, cluster_info.task_index))
-    return DeploymentConfig(
-        num_clones=deploy.num_clones, clone_on_cpu=deploy.clone_on_cpu,
-        replica_id=cluster_info.task_index, num_replicas=cluster_info.num_workers,
-        num_ps_tasks=cluster_info.num_ps, worker_job_name=cluster_info.task_type)
 
 
 def device_report(config, gpus):

@@ -63,8 +63,7 @@ def central_crop(image, size=CROP_SIZE):
 class Classifier:
     """vgg_16 trunk + fc8 (1000 classes) restored from a checkpoint; one graph, one session."""
 
-    def __init__(self, cfg, checkpoint):
-        _check_config(cfg)
+    def __init__(self, width, checkpoint):
         self.names = class_names()
         self.graph = tf.Graph()
         with self.graph.as_default():
@@ -72,7 +71,7 @@ class Classifier:
             self.resized = aspect_preserving_resize(self.image)
             self.crop = central_crop(self.resized)
             self.inputs = tf1.placeholder(tf.float32, [1, None, None, 3], name='inputs')
-            self.scores, _ = fcn.vgg_scores(self.inputs, NUM_CLASSES, is_training=False, width=cfg.model.width)
+            self.scores, _ = fcn.vgg_scores(self.inputs, NUM_CLASSES, is_training=False, width=width)
             path = checkpoints.resolve(checkpoint)
             saver = tf1.train.Saver(checkpoints.variables_to_restore(path, variables=tf1.global_variables()))
             self.session = tf1.Session(graph=self.graph)
@@ -135,8 +134,9 @@ def format_top_k(rows):
 def predict_files(cfg, checkpoint, image_paths, out_dir):
     """Classifies each image; yields lines to print: the image, its top-5, the files written
     (NAME_imagenet_labels.png: 16-bit class ids at stride 32; NAME_imagenet.png: overlay + legend)."""
+    _check_config(cfg)
     check_files(image_paths)
-    classifier = Classifier(cfg, checkpoint)
+    classifier = Classifier(float(cfg.model.width), checkpoint)
     os.makedirs(out_dir, exist_ok=True)
     try:
         for path in image_paths:

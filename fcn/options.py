@@ -8,6 +8,7 @@ were checked when the config was loaded (fcn.config.CHECKS); this only converts 
 import dataclasses
 
 from fcn import losses, optim
+from fcn.deploy import DeploymentConfig
 from fcn.config import LOSS_TERM_OPTIONS, crop_size
 from fcn.input.preprocess import AugmentOptions
 from fcn.input.provider import InputOptions
@@ -32,6 +33,21 @@ class TrainOptions:
     trainable_scopes: tuple
     sync_replicas: bool  # cluster jobs
     replicas_to_aggregate: int  # None: the number of workers
+
+
+def deployment(cfg, cluster_info=None):
+    """fcn.deploy.DeploymentConfig from the `deploy` section and, in a cluster job, this
+    process's fcn.cluster.ClusterInfo (a 'chief' or 'worker' task; None = single process)."""
+    deploy = cfg.deploy
+    if cluster_info is None:
+        return DeploymentConfig(num_clones=deploy.num_clones, clone_on_cpu=deploy.clone_on_cpu)
+    if cluster_info.task_type not in ('chief', 'worker'):
+        raise ValueError('only chief and worker tasks train; this task is %s:%d'
+                         % (cluster_info.task_type, cluster_info.task_index))
+    return DeploymentConfig(
+        num_clones=deploy.num_clones, clone_on_cpu=deploy.clone_on_cpu,
+        replica_id=cluster_info.task_index, num_replicas=cluster_info.num_workers,
+        num_ps_tasks=cluster_info.num_ps, worker_job_name=cluster_info.task_type)
 
 
 def model(cfg):

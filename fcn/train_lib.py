@@ -225,7 +225,7 @@ def train(cfg, cluster_info=None, log=print, signals=None):
         with stopping.StopSignals() as signals:
             return train(cfg, cluster_info, log, signals)
     # first line: the devices; clones without GPUs for them stop here, before anything is written
-    log(deploy.device_report(deploy.from_config(cfg, cluster_info), visible_gpus()))
+    log(deploy.device_report(options.deployment(cfg, cluster_info), visible_gpus()))
     run_dir = cfg.train.run_dir
     if not roles.is_chief(cluster_info):
         signals.on_stop(stopping.end_with_the_chief(done.done_file(run_dir), time.time(),
@@ -254,7 +254,7 @@ def _abandon_step(run_dir, cluster_info, lock):
 
 
 def _train(cfg, cluster_info, log, signals, lock=None):
-    deploy_config = deploy.from_config(cfg, cluster_info)
+    deploy_config = options.deployment(cfg, cluster_info)
     if cfg.train.deterministic and cluster_info is not None:
         raise ConfigError('train.deterministic makes one process reproducible; in a cluster job the workers race '
                           'for each update: set train.deterministic false or train in one process')

@@ -8,7 +8,7 @@ formula, computed in NumPy from the gradient TensorFlow reports:
 import numpy as np
 import pytest
 
-from fcn import deploy, train_lib
+from fcn import options, train_lib
 from fcn.compat import tf, tf1
 from fcn.nets.fcn import ModelOptions, build_model
 from pipeline_fixtures import build_synthetic, tiny_config
@@ -81,7 +81,7 @@ def _two_caffe_steps(records, run_dir):
     (label, logits, data loss) of step 1). The gradients are fetched in the same session run as the
     update, from the same forward pass (the same image and dropout masks)."""
     cfg = tiny_config(records, str(run_dir), extra=CAFFE_STYLE)
-    graph = train_lib.TrainGraph(cfg, deploy.from_config(cfg))
+    graph = train_lib.TrainGraph(cfg, options.deployment(cfg))
     with graph.graph.as_default():
         trained = {v.op.name: v for v in tf1.trainable_variables()}
         names = sorted(trained)

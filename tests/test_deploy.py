@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from fcn import deploy
+from fcn import deploy, options
 from fcn.cluster.roles import ClusterInfo
 from fcn.compat import slim, tf, tf1
 from fcn.config import Config
@@ -158,13 +158,13 @@ def _cfg(num_clones=2, clone_on_cpu=True):
 
 
 def test_from_config_single_process_and_cluster_tasks():
-    local = deploy.from_config(_cfg())
+    local = options.deployment(_cfg())
     assert (local.num_clones, local.clone_on_cpu, local.num_ps_tasks) == (2, True, 0)
     spec = {'chief': ['h:1'], 'worker': ['h:2', 'h:3'], 'ps': ['h:4']}
-    worker = deploy.from_config(_cfg(), ClusterInfo('worker', 1, spec))
+    worker = options.deployment(_cfg(), ClusterInfo('worker', 1, spec))
     assert (worker.replica_id, worker.num_replicas, worker.num_ps_tasks) == (1, 3, 1)
     assert worker.clone_device(0) == '/job:worker/task:1/device:CPU:0'
-    chief = deploy.from_config(_cfg(clone_on_cpu=False), ClusterInfo('chief', 0, spec))
+    chief = options.deployment(_cfg(clone_on_cpu=False), ClusterInfo('chief', 0, spec))
     assert chief.clone_device(1) == '/job:chief/task:0/device:GPU:1'
     with pytest.raises(ValueError, match='ps:0'):
-        deploy.from_config(_cfg(), ClusterInfo('ps', 0, spec))
+        options.deployment(_cfg(), ClusterInfo('ps', 0, spec))

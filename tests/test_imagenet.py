@@ -89,7 +89,7 @@ def test_top5_is_tf_slim_classification_and_label_map_is_argmax_of_fc8(checkpoin
     (pool5, _), (_, whole_scores) = _pool5_and_fc8([crop, resized], path)
     expected = _classify_like_tf_slim(pool5[0], values)
 
-    classifier = imagenet.Classifier(load_config('configs/imagenet.yaml', OVERRIDES), path)
+    classifier = imagenet.Classifier(WIDTH, path)
     try:
         logits, label_map, resized_used = classifier.classify(image)
         top = classifier.top_k(logits)
@@ -112,7 +112,7 @@ def test_predict_cli_prints_top5_names_and_writes_the_label_map(checkpoint, imag
     run = run_script('predict.py', '--imagenet', '--config', 'configs/imagenet.yaml', '--set', OVERRIDES[0],
                      '--checkpoint', path, '--out', str(out), image_path)
     assert run.returncode == 0, run.stderr
-    classifier = imagenet.Classifier(load_config('configs/imagenet.yaml', OVERRIDES), path)
+    classifier = imagenet.Classifier(WIDTH, path)
     try:
         top = classifier.top_k(classifier.classify(np.array(Image.open(image_path).convert('RGB')))[0])
     finally:
@@ -134,9 +134,10 @@ def test_a_segmentation_checkpoint_is_a_clear_error(tmp_path):
     path = str(tmp_path / 'voc.ckpt')
     random_vgg_checkpoint(path, num_classes=21, width=WIDTH)
     with pytest.raises(checkpoints.CheckpointError, match=r'vgg_16/fc8/weights .*\[1, 1, 512, 21\].*1000'):
-        imagenet.Classifier(load_config('configs/imagenet.yaml', OVERRIDES), path)
+        imagenet.Classifier(WIDTH, path)
     with pytest.raises(ValueError, match='needs data.num_classes to be null or one of 1000, got 21'):
-        imagenet.Classifier(load_config('configs/imagenet.yaml', OVERRIDES + ['data.num_classes=21']), path)
+        list(imagenet.predict_files(load_config('configs/imagenet.yaml', OVERRIDES + ['data.num_classes=21']),
+                                    path, [], str(tmp_path / 'out')))
 
 
 def test_recipe_is_the_real_vgg_16(repo_root):

@@ -7,7 +7,7 @@ import copy
 import numpy as np
 import pytest
 
-from fcn import deploy, multipliers, optim, options, train_lib
+from fcn import multipliers, optim, options, train_lib
 from fcn.compat import tf, tf1
 from fcn.config import load_config
 from pipeline_fixtures import build_synthetic, tiny_config
@@ -229,7 +229,7 @@ def _one_update(records, run_dir, optimizer, extra):
     cfg = tiny_config(records, str(run_dir), extra=[
         'train.optimizer=%s' % optimizer, 'train.crop_size=%d' % SIZE, 'model.dropout_keep_prob=1.0',
         'train.lr_schedule=fixed', 'deploy.clone_on_cpu=true'] + list(extra))
-    graph = _FixedInputGraph(cfg, deploy.from_config(cfg))
+    graph = _FixedInputGraph(cfg, options.deployment(cfg))
     with graph.graph.as_default():
         trained = {v.op.name: v for v in tf1.trainable_variables()}
         rng = np.random.RandomState(0)

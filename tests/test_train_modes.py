@@ -6,7 +6,7 @@ import re
 import numpy as np
 import pytest
 
-from fcn import deploy, train_lib
+from fcn import options, train_lib
 from fcn.cluster import runtime
 from fcn.cluster.roles import ClusterInfo
 from fcn.compat import tf, tf1
@@ -32,7 +32,7 @@ def _checkpoint_tensors(run_dir):
 def test_a_non_square_crop_gives_h_by_w_batches_and_trains(records, tmp_path, num_clones):
     cfg = tiny_config(records, str(tmp_path), extra=['train.crop_size=[32, 64]', 'train.batch_size=4',
                                                      'deploy.num_clones=%d' % num_clones, 'deploy.clone_on_cpu=true'])
-    graph = train_lib.TrainGraph(cfg, deploy.from_config(cfg))
+    graph = train_lib.TrainGraph(cfg, options.deployment(cfg))
     per_clone = 4 // num_clones
     with graph.graph.as_default():
         images = [clone.outputs['images'] for clone in graph.clones]
@@ -86,13 +86,13 @@ def test_deterministic_runs_with_the_same_seed_are_bit_identical(records, tmp_pa
 def test_deterministic_reading_uses_one_reader_one_thread_and_no_shuffling_queue(records, tmp_path):
     cfg = tiny_config(records, str(tmp_path), extra=['train.deterministic=true', 'train.seed=1',
                                                      'data.num_readers=4', 'data.num_preprocess_threads=4'])
-    graph = train_lib.TrainGraph(cfg, deploy.from_config(cfg))
+    graph = train_lib.TrainGraph(cfg, options.deployment(cfg))
     ops = graph.graph.get_operations()
     assert not [op.name for op in ops if op.type.startswith('RandomShuffleQueue')]
     assert len([op for op in ops if op.type == 'ReaderReadV2']) == 1
     runners = {runner.name: len(runner.enqueue_ops) for runner in graph.graph.get_collection(tf1.GraphKeys.QUEUE_RUNNERS)}
     assert [count for name, count in runners.items() if name.startswith('batch')] == [1]
-    default = train_lib.TrainGraph(*(lambda c: (c, deploy.from_config(c)))(tiny_config(
+    default = train_lib.TrainGraph(*(lambda c: (c, options.deployment(c)))(tiny_config(
         records, str(tmp_path), extra=['data.num_readers=4', 'data.num_preprocess_threads=4'])))
     default_ops = default.graph.get_operations()
     assert [op for op in default_ops if op.type.startswith('RandomShuffleQueue')]  # the control
@@ -148,7 +148,7 @@ def _one_update(records, tmp_path, initial, batch_size, accumulate_steps, num_cl
         'deploy.num_clones=%d' % num_clones, 'deploy.clone_on_cpu=true', 'train.crop_size=%d' % SIZE,
         'model.dropout_keep_prob=1.0', 'model.weight_decay=0.01', 'train.optimizer=momentum',
         'train.learning_rate=0.5', 'train.lr_schedule=fixed'] + list(extra))
-    graph = FixedInputGraph(cfg, deploy.from_config(cfg))
+    graph = FixedInputGraph(cfg, options.deployment(cfg))
     with graph.graph.as_default():
         model = {v.op.name: v for v in tf1.global_variables() if v.op.name.startswith(('vgg_16/', 'fcn/'))
                  and '/Momentum' not in v.op.name}
@@ -224,7 +224,7 @@ def _gpu_graph(records, tmp_path, cluster_info=None, extra=()):
     cfg = tiny_config(records, str(tmp_path), extra=['deploy.num_clones=4', 'train.batch_size=8',
                                                      'train.mixed_precision=true', 'train.xla=true',
                                                      'augment.min_scale=0.75', 'augment.max_scale=1.25'] + list(extra))
-    return cfg, train_lib.TrainGraph(cfg, deploy.from_config(cfg, cluster_info), cluster_info)
+    return cfg, train_lib.TrainGraph(cfg, options.deployment(cfg, cluster_info), cluster_info)
 
 
 def _device(op):

@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from fcn import deploy, train_lib
+from fcn import options, train_lib
 from fcn.cluster import runtime
 from fcn.compat import tf, tf1
 from pipeline_fixtures import build_synthetic, scalar_series, tiny_config
@@ -126,7 +126,7 @@ def test_session_config_turns_on_xla_and_float16_rewrite_and_runs_on_cpu(records
     assert config.allow_soft_placement
     assert config.graph_options.optimizer_options.global_jit_level == tf1.OptimizerOptions.ON_1
     assert config.graph_options.rewrite_options.auto_mixed_precision == 1  # RewriterConfig.ON
-    graph = train_lib.TrainGraph(cfg, deploy.from_config(cfg))
+    graph = train_lib.TrainGraph(cfg, options.deployment(cfg))
     with graph.graph.as_default():
         with tf1.train.SingularMonitoredSession(config=config) as sess:
             for _ in range(3):

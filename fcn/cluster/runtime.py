@@ -8,7 +8,7 @@ The role of this process comes from fcn.cluster.roles; fcn.task dispatches on it
 How the trainer uses this module (fcn/train_lib.py):
 
     server = runtime.start_server(info, cfg.deploy.gpu_memory_growth)  # chief and workers (fcn.task: ps)
-    ... build the graph with fcn.deploy.from_config(cfg, info) ...
+    ... build the graph with fcn.options.deployment(cfg, info) ...
     sync_hooks = []
     if cfg.deploy.sync_replicas:
         optimizer, sync_hooks = runtime.sync_optimizer(optimizer, info, cfg.deploy.replicas_to_aggregate)
