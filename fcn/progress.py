@@ -30,13 +30,17 @@ class LogLines:
         self.stream.flush()
 
 
-def bar(total, desc, unit='img', enabled=True, stream=None):
-    """A tqdm bar of `total` items on `stream` (default: stderr), or a disabled one."""
+def bar(total, desc, unit='img', enabled=True, stream=None, scale=False, initial=0):
+    """A tqdm bar of `total` items on `stream` (default: stderr), or a disabled one.
+    scale: show k/M/G multiples (bytes: 1024); initial: items already done (a resumed download)."""
     stream = sys.stderr if stream is None else stream
+    options = dict(total=total, desc=desc, unit=unit, disable=not enabled, initial=initial)
+    if scale:
+        options.update(unit_scale=True, unit_divisor=1024)
     if _is_terminal(stream):
-        return tqdm(total=total, desc=desc, unit=unit, disable=not enabled, file=stream, dynamic_ncols=True)
-    return tqdm(total=total, desc=desc, unit=unit, disable=not enabled, file=LogLines(stream), ascii=True,
-                ncols=LOG_COLUMNS, mininterval=LOG_INTERVAL_SECS, maxinterval=LOG_INTERVAL_SECS)
+        return tqdm(file=stream, dynamic_ncols=True, **options)
+    return tqdm(file=LogLines(stream), ascii=True, ncols=LOG_COLUMNS, mininterval=LOG_INTERVAL_SECS,
+                maxinterval=LOG_INTERVAL_SECS, **options)
 
 
 def _is_terminal(stream):

@@ -6,7 +6,8 @@
   and --set load and are validated (fcn.config.load_config), and export's format options checked.
   No TensorFlow work is done. A synopsis line (`[--once]`, `frozen|onnx`, `...`) is tried in
   each of its forms: without the optional parts, and with each alternative.
-- The cheap ones in RUN are run for real, in order, in a temporary folder.
+- The cheap ones in RUN are run for real, in order, in a temporary folder. fcn-fetch (downloads of
+  gigabytes) is parsed here and run for real against a local server by tests/test_fetch.py.
 - What cannot run here is listed in NOT_RUN with the reason (and whatever can be checked of it is).
 A command of any other program fails the test: list it, or make it runnable.
 Python blocks are compiled. `text` blocks are not commands.
@@ -32,7 +33,7 @@ from pipeline_fixtures import REPO_ROOT
 
 DOC_FILES = ['README.md'] + sorted(os.path.relpath(p, REPO_ROOT) for p in glob.glob(os.path.join(REPO_ROOT, 'docs', '*.md')))
 SCRIPTS = ('train.py', 'eval.py', 'export.py', 'predict.py', 'build_tfrecords.py', 'browse_dataset.py',
-           'convert_weights.py')
+           'convert_weights.py', 'fetch.py')
 MODULES = ('fcn.launch', 'fcn.fetch')
 
 # Run for real, in this order, in one temporary folder (exit code 0 expected).
@@ -58,7 +59,6 @@ NOT_RUN = {
     'echo': 'builds a TF Serving request for the docker command above (needs photo.jpg)',
     'curl': 'needs the TF Serving container above',
     'sh -c': "the Kubernetes pod command of configs/cluster/trainjob.yaml (its TF_CONFIG is tested below)",
-    'fcn-fetch': 'downloads gigabytes; tests/test_fetch.py runs it against a local server (here: parsed only)',
 }
 
 
@@ -495,6 +495,9 @@ def test_every_relative_link_and_anchor_exists():
             resolved = os.path.normpath(os.path.join(os.path.dirname(name), path)) if path else os.path.normpath(name)
             assert os.path.exists(os.path.join(REPO_ROOT, resolved)), '%s: broken link %s' % (name, target)
             if anchor:
+                if resolved not in anchors and resolved.endswith('.md'):  # BENCHMARKS.md, configs/cluster/README.md
+                    with open(os.path.join(REPO_ROOT, resolved)) as f:
+                        anchors[resolved] = {_anchor(h) for h in re.findall(r'^#+ (.+)$', f.read(), re.M)}
                 assert anchor in anchors.get(resolved, ()), '%s: no heading for #%s in %s' % (name, anchor, resolved)
             checked += 1
     assert checked > 20

@@ -79,7 +79,8 @@ def test_wheel_holds_every_shipped_recipe(unpacked_wheel):
     assert 'demo.yaml' in shipped and 'voc.yaml' in shipped
 
 
-CONSOLE_SCRIPTS = ('fcn-train', 'fcn-eval', 'fcn-export', 'fcn-build-records', 'fcn-predict', 'fcn-browse-dataset')
+CONSOLE_SCRIPTS = ('fcn-train', 'fcn-eval', 'fcn-export', 'fcn-build-records', 'fcn-predict', 'fcn-browse-dataset',
+                   'fcn-fetch')
 
 
 @pytest.fixture(scope='module')
