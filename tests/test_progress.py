@@ -4,6 +4,7 @@ import io
 import os
 import pty
 import re
+import select
 import struct
 import termios
 
@@ -40,13 +41,24 @@ def test_on_a_terminal_the_bar_redraws_its_line(monkeypatch):
     try:
         with os.fdopen(follower, 'w', closefd=False) as terminal:
             _count_to(3, terminal, monkeypatch)
-        shown = os.read(leader, 65536).decode()
+        shown = _read_all(leader)
     finally:
         os.close(leader)
         os.close(follower)
     assert '\r' in shown  # tqdm's in-place redraws
     assert shown.replace('\r\n', '\n').rstrip('\n').count('\n') == 0  # all on one line
     assert '3/3' in shown
+
+
+def _read_all(leader):
+    """Everything written to the terminal so far: one os.read may return part of it."""
+    chunks = []
+    while select.select([leader], [], [], 0.5)[0]:
+        chunk = os.read(leader, 65536)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b''.join(chunks).decode()
 
 
 def test_disabled_writes_nothing(monkeypatch):
