@@ -16,7 +16,6 @@ import contextlib
 import fcntl
 import hashlib
 import http.server
-import io
 import json
 import os
 import re
@@ -424,27 +423,13 @@ def test_a_checkpoint_that_is_not_vgg_16_at_that_width_is_refused(server, archiv
     assert not os.path.exists(work / 'checkpoints' / 'vgg_16.ckpt') and not leftovers(work)
 
 
-@contextlib.contextmanager
-def tmpfs(folder, size):
-    """A tmpfs of `size` mounted at `folder` for the block (root; as tests/test_storage_faults.py)."""
-    os.makedirs(folder, exist_ok=True)
-    result = subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=%s' % size, 'tmpfs', str(folder)],
-                            capture_output=True, text=True)
-    if result.returncode != 0:
-        external_tools.missing('cannot mount a tmpfs here (%s); CI runs as root and can' % result.stderr.strip())
-    try:
-        yield folder
-    finally:
-        subprocess.run(['umount', '-l', str(folder)], capture_output=True)
-
-
 @pytest.mark.parametrize('disk,stage', [('2m', 'writing'), ('5m', 'unpacking')])
 def test_a_full_disk_names_the_path_and_leaves_no_dataset_folder(server, archives, tmp_path, disk, stage):
     big = tmp_path / 'big.tar'
     server.files['/' + VOC_TAR] = data = make_voc_tar_bytes(tmp_path, big, padding=3 << 20)  # 3 MB of noise
     work = workdir(tmp_path)
     manifest = write_manifest(tmp_path / 'manifest.json', server, archives, voc_data=data)
-    with tmpfs(tmp_path / 'disk', disk) as mount:
+    with external_tools.tmpfs(tmp_path / 'disk', disk) as mount:
         dest = os.path.join(str(mount), 'data')
         line = error_line(fetch(work, 'voc', '--dest', dest, '--manifest', manifest))
         archive = os.path.join(dest, 'downloads', VOC_TAR)
