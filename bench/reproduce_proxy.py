@@ -175,12 +175,13 @@ def main():
         if stage in wanted:
             init = os.path.join(args.workdir, previous) if previous else seed_dir
             results.append(run_stage(stage, recipe, init, args, records))
-    report = {'args': vars(args), 'seconds': round(time.time() - start, 1), 'stages': results}
+    recorded = dict(vars(args), out=os.path.relpath(args.out, REPO))  # no path of this machine in the results
+    report = {'args': recorded, 'seconds': round(time.time() - start, 1), 'stages': results}
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, 'w') as f:
         json.dump(report, f, indent=2)
     print(table(results))
-    print('%.0f s; written to %s' % (report['seconds'], args.out))
+    print('%.0f s; written to %s' % (report['seconds'], recorded['out']))
 
 
 if __name__ == '__main__':
