@@ -419,3 +419,33 @@ def test_browse_augment_shows_the_runs_preprocessing(records, skip_run, tmp_path
                                       ['data.dir=%s' % records, 'train.run_dir=%s' % run_dir, 'train.crop_size=32']),
                           str(tmp_path / 'out32'), augment=True, num=1, log=lines.append)
     assert cv2.imread(paths[0]).shape[1] == 3 * 32 + 200  # a --set still chooses what to look at
+
+
+def test_eval_export_predict_from_another_folder_with_the_shipped_recipe_rebuild_the_run(records, skip_run, tmp_path):
+    """As a user chains them: the scripts run from a folder of their own with the shipped recipe named
+    by its bare name (demo.yaml, no skip scaling) on the skip-scaled run: the same mIoU as the run's
+    own config, and the exported model predicts the trained network's pixels."""
+    run_dir, checkpoint = skip_run
+    trained_as = _predictions(_own(run_dir), checkpoint)
+    own_results, _ = _evaluate(_own(run_dir), checkpoint)
+    overrides = [arg for o in tiny_overrides(records, run_dir, steps=3) + FCN8S for arg in ('--set', o)]
+    work = tmp_path / 'elsewhere'
+    work.mkdir()
+
+    def tool(script, *args):
+        result = subprocess.run([sys.executable, os.path.join(REPO_ROOT, script)] + list(args), cwd=str(work),
+                                env=dict(os.environ, CUDA_VISIBLE_DEVICES=''), capture_output=True, text=True,
+                                timeout=600)
+        assert result.returncode == 0, (script, result.stderr)
+        return result
+
+    tool('eval.py', '--config', 'demo.yaml', '--once', *overrides)
+    with open(os.path.join(run_dir, 'eval', 'latest.json')) as f:
+        assert json.load(f)['confusion_matrix'] == own_results['confusion_matrix']
+    tool('export.py', '--config', 'demo.yaml', '--out', 'model.pb', *overrides)
+    photos = work / 'photos'
+    photos.mkdir()
+    for ex in read_examples(records, 'val'):
+        (photos / (ex['filename'] + '.jpg')).write_bytes(ex['image_bytes'])
+    tool('predict.py', '--model', 'model.pb', '--out', 'out', 'photos')
+    _assert_same({name: read_index_png(str(work / 'out' / (name + '.png'))) for name in trained_as}, trained_as)
