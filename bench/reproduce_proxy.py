@@ -203,6 +203,20 @@ def with_feature_energy(result, run_dir, records, args):
     return result
 
 
+def unknown_stages(args):
+    """Error lines for stage names in --stages, --set and --lr_factor that the family lacks
+    (a typo would otherwise run the recipe unchanged while the results say an experiment ran)."""
+    stages = FAMILIES[args.family]
+    runs = [stage for stage, _, _, _ in stages]
+    recipes_own = [stage for stage, _, _, net in stages if net is None]
+    errors = ['--stages: %r is not a stage of --family %s (one of %s)' % (name, args.family, ', '.join(runs))
+              for name in args.stages.split(',') if name not in runs]
+    for flag, pairs in (('--set', args.set), ('--lr_factor', args.lr_factor)):
+        errors += ['%s: %r is not a recipe stage of --family %s (one of %s)' % (flag, name, args.family,
+                   ', '.join(recipes_own)) for name, _ in pairs if name not in recipes_own]
+    return errors
+
+
 def reused_seed(args, records):
     """The result line of an earlier seed run (`--seed_dir`), evaluated again."""
     from fcn.config import load_config
@@ -289,10 +303,15 @@ def main():
     parser.add_argument('--table', metavar='RESULTS_JSON', help='only print the table of an earlier run')
     args = parser.parse_args()
     if args.table:
+        if not os.path.isfile(args.table):
+            parser.error('--table: no results file %s' % args.table)
         with open(args.table) as f:
             report = json.load(f)
         print(table(report['stages'], FAMILIES[report['args']['family']]))
         return
+    errors = unknown_stages(args)
+    if errors:
+        parser.error('; '.join(errors))
     scale = FAMILY_SCALE[args.family]
     args.steps32 = args.steps32 or scale['steps32']
     args.lr32 = args.lr32 or scale['lr32']

@@ -93,3 +93,29 @@ def test_a_learning_rate_experiment_leaves_the_control_alone():
     assert lrs['fcn16s-continued'] == pytest.approx(1e-7 * 1e-4)  # the control runs the recipe as shipped
     assert proxy.experiments('fcn8s', None, args) == ['learning rate x 100']
     assert proxy.experiments('fcn16s-continued', 'fcn16s', args) == []
+
+
+def test_a_misspelt_stage_is_refused_naming_it():
+    """A typo in --set / --lr_factor / --stages would otherwise run the recipes unchanged."""
+    args = _args(family='deeplab', stages='fcn32s,fcn8s-atonce', set=[('fcn8-atonce', 'model.skip_scaling=false')],
+                 lr_factor=[('fcn16s-continued', 10.0)])
+    errors = proxy.unknown_stages(args)
+    assert len(errors) == 2
+    assert errors[0].startswith("--set: 'fcn8-atonce' is not a recipe stage of --family deeplab")
+    assert errors[1].startswith("--lr_factor: 'fcn16s-continued' is not a recipe stage")  # a control takes none
+    assert proxy.unknown_stages(_args(family='caffe', stages='fcn32s,fcn16s', set=[], lr_factor=[])) == []
+    assert proxy.unknown_stages(_args(family='caffe', stages='fcn32', set=[], lr_factor=[])) == [
+        "--stages: 'fcn32' is not a stage of --family caffe (one of fcn32s, fcn32s-continued, fcn16s, "
+        "fcn16s-continued, fcn8s, fcn8s-atonce)"]
+
+
+def test_the_command_line_refuses_a_misspelt_stage_before_any_work(tmp_path):
+    import subprocess
+    import sys
+    run = subprocess.run([sys.executable, os.path.join(REPO_ROOT, 'bench', 'reproduce_proxy.py'), '--family', 'caffe',
+                          '--set', 'fcn8-atonce:model.skip_scaling=false', '--workdir', str(tmp_path / 'work')],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2, run.stderr
+    assert "--set: 'fcn8-atonce' is not a recipe stage of --family caffe" in run.stderr
+    assert 'Traceback' not in run.stderr
+    assert not (tmp_path / 'work').exists()  # nothing built or trained
